@@ -1,0 +1,223 @@
+// Package cluster owns starting and stopping a Granary cluster member: the
+// Proto.Actor actor system, remoting, the membership provider, the disthash
+// identity lookup, the grain kinds it hosts, and the calls into grains.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// Provider names.
+const (
+	// ProviderLocal keeps membership in process: a one-member cluster (dev)
+	// or several members sharing one LocalAgent (tests).
+	ProviderLocal = "local"
+	// ProviderAutomanaged polls a static list of peers over HTTP.
+	ProviderAutomanaged = "automanaged"
+)
+
+// Config describes one member.
+type Config struct {
+	// Name of the cluster; members only join members of the same name.
+	Name string
+	// Host and Port of remoting; Port 0 picks a free port.
+	Host string
+	Port int
+	// Provider is ProviderLocal or ProviderAutomanaged.
+	Provider string
+	// LocalAgent is shared by the members of one in-process cluster; nil
+	// makes a fresh one (a cluster of one).
+	LocalAgent *test.InMemAgent
+	// AutomanagedPort is this member's health port; Peers lists every
+	// member's host:automanagedPort, this one included.
+	AutomanagedPort int
+	Peers           []string
+	// RequestTimeout is the default grain call timeout.
+	RequestTimeout time.Duration
+	// HeartbeatExpiration drops a member whose gossip heartbeat is older.
+	HeartbeatExpiration time.Duration
+}
+
+// DefaultConfig is a one-member, loopback-only cluster.
+func DefaultConfig() Config {
+	return Config{
+		Name:                "granary",
+		Host:                "127.0.0.1",
+		Provider:            ProviderLocal,
+		RequestTimeout:      5 * time.Second,
+		HeartbeatExpiration: 5 * time.Second,
+	}
+}
+
+// Validate names the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("cluster: Name is empty")
+	case net.ParseIP(c.Host) == nil && c.Host != "localhost":
+		return fmt.Errorf("cluster: Host %q is not an IP address", c.Host)
+	case c.Port < 0 || c.Port > 65535:
+		return fmt.Errorf("cluster: Port %d out of range", c.Port)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("cluster: RequestTimeout %v must be > 0", c.RequestTimeout)
+	case c.HeartbeatExpiration <= 0:
+		return fmt.Errorf("cluster: HeartbeatExpiration %v must be > 0", c.HeartbeatExpiration)
+	}
+	switch c.Provider {
+	case ProviderLocal:
+	case ProviderAutomanaged:
+		if c.AutomanagedPort <= 0 || c.AutomanagedPort > 65535 {
+			return fmt.Errorf("cluster: AutomanagedPort %d out of range", c.AutomanagedPort)
+		}
+		if len(c.Peers) == 0 {
+			return errors.New("cluster: automanaged provider needs Peers")
+		}
+		for _, p := range c.Peers {
+			if _, port, err := net.SplitHostPort(p); err != nil || port == "" {
+				return fmt.Errorf("cluster: peer %q is not host:port", p)
+			}
+		}
+	default:
+		return fmt.Errorf("cluster: unknown Provider %q (want %s or %s)", c.Provider, ProviderLocal, ProviderAutomanaged)
+	}
+	return nil
+}
+
+// Member is a running cluster member.
+type Member struct {
+	System  *actor.ActorSystem
+	Cluster *pcluster.Cluster
+	cfg     Config
+	log     *slog.Logger
+}
+
+// ID is the member's id in the cluster (what X-Served-By shows). A restarted
+// process is a new member with a new id.
+func (m *Member) ID() string { return m.System.ID }
+
+// Address is the member's remoting address.
+func (m *Member) Address() string { return m.System.Address() }
+
+// Start starts a member and joins the cluster. kinds builds the grain kinds
+// it hosts, given the member's id (known only once its actor system exists).
+func Start(cfg Config, logger *slog.Logger, kinds func(memberID string) []*pcluster.Kind) (m *Member, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+		// Proto.Actor logs each retried request at error level; keep its
+		// chatter at warn and above so our own logs stay readable.
+		return slog.New(levelFloor{logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+	}))
+	provider, err := newProvider(cfg)
+	if err != nil {
+		return nil, err
+	}
+	rc := remote.Configure(cfg.Host, cfg.Port)
+	cc := pcluster.Configure(cfg.Name, provider, disthash.New(), rc,
+		pcluster.WithKinds(kinds(system.ID)...),
+		pcluster.WithRequestTimeout(cfg.RequestTimeout),
+		pcluster.WithHeartbeatExpiration(cfg.HeartbeatExpiration),
+	)
+	c := pcluster.New(system, cc)
+	// StartMember panics when the provider or remoting fails to start.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start cluster member: %v", r)
+		}
+	}()
+	c.StartMember()
+	m = &Member{System: system, Cluster: c, cfg: cfg, log: logger.With("member", system.ID)}
+	m.log.Info("cluster member started", "address", system.Address(), "provider", cfg.Provider)
+	return m, nil
+}
+
+func newProvider(cfg Config) (pcluster.ClusterProvider, error) {
+	switch cfg.Provider {
+	case ProviderLocal:
+		agent := cfg.LocalAgent
+		if agent == nil {
+			agent = test.NewInMemAgent()
+		}
+		return test.NewTestProvider(agent), nil
+	case ProviderAutomanaged:
+		return automanaged.NewWithConfig(time.Second, cfg.AutomanagedPort, cfg.Peers...), nil
+	}
+	return nil, fmt.Errorf("cluster: unknown Provider %q", cfg.Provider)
+}
+
+// Stop leaves the cluster. graceful hands grains over and takes a few
+// seconds; otherwise remoting stops at once, as if the process died.
+func (m *Member) Stop(graceful bool) {
+	defer func() {
+		// Upstream #1142: shutdown can panic in the placement actor.
+		if r := recover(); r != nil {
+			m.log.Warn("cluster shutdown panicked", "panic", r)
+		}
+	}()
+	m.Cluster.Shutdown(graceful)
+	m.log.Info("cluster member stopped", "graceful", graceful)
+}
+
+// MemberInfo is one member as the membership view shows it.
+type MemberInfo struct {
+	ID      string
+	Address string
+	Kinds   []string
+	Status  string
+}
+
+// Members lists the members this member currently sees, itself included.
+func (m *Member) Members() []MemberInfo {
+	var out []MemberInfo
+	for _, mem := range m.Cluster.MemberList.Members().Members() {
+		status := "alive"
+		if mem.Id == m.ID() {
+			status = "alive (self)"
+		}
+		out = append(out, MemberInfo{
+			ID:      mem.Id,
+			Address: net.JoinHostPort(mem.Host, strconv.Itoa(int(mem.Port))),
+			Kinds:   mem.Kinds,
+			Status:  status,
+		})
+	}
+	return out
+}
+
+// Joined reports whether this member sees itself in the membership, i.e. it
+// can host and reach grains.
+func (m *Member) Joined() bool {
+	return m.Cluster.MemberList.ContainsMemberID(m.ID())
+}
+
+// levelFloor drops records below min.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelFloor{h.Handler.WithAttrs(attrs), h.min}
+}
+
+func (h levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{h.Handler.WithGroup(name), h.min}
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"granary/actors/account"
+	"granary/cluster"
+	"granary/http/auth"
+	"granary/http/gateway"
+	"granary/persistence"
+	"granary/persistence/memory"
+	"granary/persistence/redis"
+)
+
+// devTokenTTL is how long the printed dev token stays valid.
+const devTokenTTL = 24 * time.Hour
+
+// shutdownGrace bounds the wait for requests in flight at shutdown.
+const shutdownGrace = 10 * time.Second
+
+// start wires config → store → cluster member → gateway, serves until ctx
+// ends, then takes them down in reverse order.
+func start(ctx context.Context, m mode, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(m, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+
+	persistence.Register("redis", redis.Open)
+	persistence.Register("rediss", redis.Open)
+	persistence.Register("memory", memory.Open)
+
+	storeURL, storeNote := cfg.RedisURL, "Redis at "+redactURL(cfg.RedisURL)
+	if storeURL == "" {
+		// The embedded store speaks the Redis protocol, so dev runs the
+		// very same journal code as production.
+		mr := miniredis.NewMiniRedis()
+		if err := mr.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("start embedded store: %w", err)
+		}
+		defer mr.Close()
+		storeURL = "redis://" + mr.Addr()
+		storeNote = "embedded in-process store (miniredis at " + mr.Addr() + "): data is NOT kept across restarts; set GRANARY_REDIS_URL for durable storage"
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	store, err := persistence.Open(openCtx, persistence.BackendConfig{URL: storeURL, Partitions: cfg.JournalPartitions})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer store.Close()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+
+	grainCfg := cfg.Grain
+	grainCfg.Store = store
+	grainCfg.Logger = log
+	member, err := cluster.Start(cfg.Cluster, log, func(memberID string) []*pcluster.Kind {
+		c := grainCfg
+		c.MemberID = memberID
+		return []*pcluster.Kind{pcluster.NewKind(account.Kind, account.Props(c))}
+	})
+	if err != nil {
+		return err
+	}
+	defer member.Stop(true)
+
+	verifier, err := auth.NewVerifier(cfg.JWTSecret)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(cfg.Gateway, gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log})
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- gw.Serve(ln) }()
+
+	if err := announce(stdout, m, cfg, ln.Addr().String(), member, storeNote); err != nil {
+		return err
+	}
+	log.Info("granary started", "http", ln.Addr().String(), "member", member.ID(), "mode", map[mode]string{modeDev: "dev", modeNode: "node"}[m])
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		return err
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := gw.Shutdown(shCtx); err != nil {
+		log.Warn("gateway shutdown", "err", err)
+	}
+	return <-serveErr
+}
+
+func announce(w io.Writer, m mode, cfg config, addr string, member *cluster.Member, storeNote string) error {
+	base := "http://" + addr
+	fmt.Fprintf(w, "Granary listening on %s\n", base)
+	fmt.Fprintf(w, "  member:  %s (remoting %s, provider %s)\n", member.ID(), member.Address(), cfg.Cluster.Provider)
+	fmt.Fprintf(w, "  storage: %s\n", storeNote)
+	if m != modeDev {
+		return nil
+	}
+	token, err := auth.Issue(cfg.JWTSecret, "dev-admin", []string{auth.RoleAdmin}, time.Now(), devTokenTTL)
+	if err != nil {
+		return err
+	}
+	if cfg.secretWasGenerated {
+		fmt.Fprintln(w, "  JWT secret: generated for this run (set GRANARY_JWT_SECRET to keep tokens valid across restarts)")
+	}
+	fmt.Fprintf(w, "  admin token (valid %s): %s\n", devTokenTTL, token)
+	fmt.Fprintf(w, "  try:\n    curl -s -X POST %s/api/v1/accounts -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"account_number\":\"ACC-1\",\"owner_name\":\"Ada\",\"initial_balance\":100000}'\n", base, token)
+	return nil
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// redactURL hides a password in a Redis URL before it is printed.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"granary/actors/account"
+	"granary/cluster"
+	"granary/http/auth"
+	"granary/http/gateway"
+)
+
+type mode int
+
+const (
+	modeDev mode = iota
+	modeNode
+)
+
+// config is everything a member reads from its environment.
+type config struct {
+	HTTPAddr           string
+	RedisURL           string
+	JWTSecret          []byte
+	RateLimit          int
+	TrustedProxies     []string
+	AdminPassword      string
+	JournalPartitions  int
+	LogLevel           slog.Level
+	LogJSON            bool
+	Cluster            cluster.Config
+	Grain              account.GrainConfig
+	Gateway            gateway.Config
+	secretWasGenerated bool
+}
+
+// setting documents one variable; help prints the table.
+type setting struct {
+	name, def, doc string
+	parse          func(c *config, v string) error
+}
+
+func settings(m mode) []setting {
+	rateDef := "600"
+	if m == modeDev {
+		rateDef = "0"
+	}
+	return []setting{
+		{"GRANARY_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address", func(c *config, v string) error { c.HTTPAddr = v; return nil }},
+		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for journal and snapshots (redis://host:port/db)", func(c *config, v string) error { c.RedisURL = v; return nil }},
+		{"GRANARY_JWT_SECRET", "generated in dev", "HS256 secret, at least 32 bytes", func(c *config, v string) error { c.JWTSecret = []byte(v); return nil }},
+		{"GRANARY_RATE_LIMIT", rateDef, "requests per minute per client, 0 = off (enforced from issue 4 on)", intSetting(func(c *config) *int { return &c.RateLimit }, 0)},
+		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", func(c *config, v string) error { c.TrustedProxies = splitList(v); return nil }},
+		{"GRANARY_ADMIN_PASSWORD", "", "creates user admin once", func(c *config, v string) error { c.AdminPassword = v; return nil }},
+		{"GRANARY_JOURNAL_PARTITIONS", "1", "journal partitions (fixed for the life of the data)", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
+		{"GRANARY_SNAPSHOT_EVERY", "100", "account snapshot every N events", func(c *config, v string) error {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				return fmt.Errorf("want a positive integer")
+			}
+			c.Grain.SnapshotEvery = n
+			return nil
+		}},
+		{"GRANARY_GRAIN_IDLE_TIMEOUT", "5m", "passivate a grain idle this long", durSetting(func(c *config) *time.Duration { return &c.Grain.IdleTimeout })},
+		{"GRANARY_STORE_TIMEOUT", "3s", "timeout of each journal call", durSetting(func(c *config) *time.Duration { return &c.Grain.StoreTimeout })},
+		{"GRANARY_CALL_TIMEOUT", "5s", "timeout of a request's grain call (504 past it)", durSetting(func(c *config) *time.Duration { return &c.Gateway.CallTimeout })},
+		{"GRANARY_BODY_LIMIT", "1048576", "largest request body in bytes (413 past it)", func(c *config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("want a positive integer")
+			}
+			c.Gateway.BodyLimit = n
+			return nil
+		}},
+		{"GRANARY_CLUSTER_NAME", "granary", "cluster name; members join only their own cluster", func(c *config, v string) error { c.Cluster.Name = v; return nil }},
+		{"GRANARY_CLUSTER_HOST", "127.0.0.1", "remoting address of this member", func(c *config, v string) error { c.Cluster.Host = v; return nil }},
+		{"GRANARY_CLUSTER_PORT", "0", "remoting port, 0 = any free port", intSetting(func(c *config) *int { return &c.Cluster.Port }, 0)},
+		{"GRANARY_CLUSTER_PROVIDER", "local", "membership: local (one process) or automanaged (static peers)", func(c *config, v string) error { c.Cluster.Provider = v; return nil }},
+		{"GRANARY_AUTOMANAGED_PORT", "", "automanaged health port of this member", intSetting(func(c *config) *int { return &c.Cluster.AutomanagedPort }, 1)},
+		{"GRANARY_CLUSTER_PEERS", "", "automanaged: every member's host:automanaged-port, comma-separated", func(c *config, v string) error { c.Cluster.Peers = splitList(v); return nil }},
+		{"GRANARY_HEARTBEAT_EXPIRATION", "5s", "a member silent this long is dropped", durSetting(func(c *config) *time.Duration { return &c.Cluster.HeartbeatExpiration })},
+		{"GRANARY_LOG_LEVEL", "info", "debug, info, warn or error", func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+		{"GRANARY_LOG_FORMAT", "text", "text or json", func(c *config, v string) error {
+			switch v {
+			case "text":
+				c.LogJSON = false
+			case "json":
+				c.LogJSON = true
+			default:
+				return fmt.Errorf("want text or json")
+			}
+			return nil
+		}},
+	}
+}
+
+func intSetting(field func(*config) *int, min int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < min {
+			return fmt.Errorf("want an integer >= %d", min)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func durSetting(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 5s")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func loadConfig(m mode, getenv func(string) string) (config, error) {
+	c := config{
+		HTTPAddr:          "127.0.0.1:8080",
+		RateLimit:         600,
+		JournalPartitions: 1,
+		LogLevel:          slog.LevelInfo,
+		Cluster:           cluster.DefaultConfig(),
+		Grain:             account.DefaultGrainConfig(),
+		Gateway:           gateway.DefaultConfig(),
+	}
+	if m == modeDev {
+		c.RateLimit = 0
+	}
+	var errs []error
+	for _, s := range settings(m) {
+		if v := strings.TrimSpace(getenv(s.name)); v != "" {
+			if err := s.parse(&c, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", s.name, v, err))
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	switch {
+	case len(c.JWTSecret) == 0 && m == modeNode:
+		return c, errors.New("GRANARY_JWT_SECRET is required (at least 32 bytes); only `granary dev` makes one up")
+	case len(c.JWTSecret) == 0:
+		c.JWTSecret = []byte(randomSecret())
+		c.secretWasGenerated = true
+	case len(c.JWTSecret) < auth.MinSecretLen:
+		return c, fmt.Errorf("GRANARY_JWT_SECRET is %d bytes, need at least %d", len(c.JWTSecret), auth.MinSecretLen)
+	}
+	if c.RedisURL == "" && m == modeNode {
+		return c, errors.New("GRANARY_REDIS_URL is required for `granary node`; the embedded store is for `granary dev` only")
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		return c, err
+	}
+	return c, c.Gateway.Validate()
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, `Granary: event-sourced accounts on Proto.Actor grains behind an HTTP gateway.
+
+Usage:
+  granary dev    one member and its gateway; embedded store unless GRANARY_REDIS_URL is
+                 set; makes a JWT secret if none is set and prints an admin token
+  granary node   a member and its gateway, configured by the variables below;
+                 needs GRANARY_JWT_SECRET and GRANARY_REDIS_URL
+  granary help   this text
+
+Settings (environment variables; defaults for node, dev differences noted):
+`)
+	for _, s := range settings(modeNode) {
+		def := s.def
+		if s.name == "GRANARY_RATE_LIMIT" {
+			def = "600 (0 in dev)"
+		}
+		fmt.Fprintf(w, "  %-30s %s (default: %s)\n", s.name, s.doc, orNone(def))
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,157 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"granary/actors/account"
+	"granary/messages"
+)
+
+const (
+	defaultEventsLimit = 100
+	maxEventsLimit     = 1000
+)
+
+type eventJSON struct {
+	Version    uint64         `json:"version"`
+	Type       string         `json:"type"`
+	Data       map[string]any `json:"data"`
+	OccurredAt string         `json:"occurred_at"`
+}
+
+// authorizeRead asks the grain for the account, which checks that it exists
+// and that the caller may see it, and returns its current state.
+func (g *Gateway) authorizeRead(c echo.Context, id string) (*messages.AccountState, error) {
+	req, err := g.accountRequest(c)
+	if err != nil {
+		return nil, err
+	}
+	req.Command = &messages.AccountRequest_Get{Get: &messages.GetAccount{}}
+	reply, err := g.callAccount(c, id, req)
+	if err != nil {
+		return nil, err
+	}
+	return reply.GetAccount(), nil
+}
+
+func (g *Gateway) accountEvents(c echo.Context) error {
+	id, err := accountID(c)
+	if err != nil {
+		return err
+	}
+	after, err := queryUint(c, "after_version", 0, 0, 1<<62)
+	if err != nil {
+		return err
+	}
+	limit, err := queryUint(c, "limit", defaultEventsLimit, 1, maxEventsLimit)
+	if err != nil {
+		return err
+	}
+	if _, err := g.authorizeRead(c, id); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
+	defer cancel()
+	stored, err := g.deps.Store.ReadStream(ctx, account.StreamFor(id), after, int(limit))
+	if err != nil {
+		return storageFailure(err)
+	}
+	out := make([]eventJSON, 0, len(stored))
+	for _, e := range stored {
+		ev, err := account.DecodeEvent(e)
+		if err != nil {
+			return err
+		}
+		out = append(out, eventJSON{
+			Version: e.Version, Type: e.Type, Data: eventData(ev),
+			OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs()).UTC().Format(time.RFC3339Nano),
+		})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"events": out})
+}
+
+// accountAtVersion answers "what did the account look like right after
+// event n" by folding the journal, without touching the live grain's state.
+func (g *Gateway) accountAtVersion(c echo.Context, id, raw string) error {
+	n, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return messages.Fail(messages.CodeValidationFailed, "at_version: must be a positive integer")
+	}
+	current, err := g.authorizeRead(c, id)
+	if err != nil {
+		return err
+	}
+	if n < 1 || n > current.GetVersion() {
+		return messages.Fail(messages.CodeValidationFailed, "at_version: must be between 1 and %d", current.GetVersion())
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
+	defer cancel()
+	var s account.State
+	for s.Version < n {
+		batch, err := g.deps.Store.ReadStream(ctx, account.StreamFor(id), s.Version, int(min(n-s.Version, maxEventsLimit)))
+		if err != nil {
+			return storageFailure(err)
+		}
+		if len(batch) == 0 {
+			return messages.Fail(messages.CodeServiceUnavailable, "journal of %s ends before version %d", id, n)
+		}
+		for _, e := range batch {
+			ev, err := account.DecodeEvent(e)
+			if err != nil {
+				return err
+			}
+			s = account.Apply(s, id, ev)
+		}
+	}
+	c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatUint(s.Version, 10)))
+	return c.JSON(http.StatusOK, renderAccount(s.ToProto()))
+}
+
+func storageFailure(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return messages.Fail(messages.CodeTimeout, "journal did not answer in time")
+	}
+	return messages.Fail(messages.CodeServiceUnavailable, "journal unavailable")
+}
+
+func queryUint(c echo.Context, name string, def, lo, hi uint64) (uint64, error) {
+	raw := c.QueryParam(name)
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil || v < lo || v > hi {
+		return 0, messages.Fail(messages.CodeValidationFailed, "%s: must be an integer between %d and %d", name, lo, hi)
+	}
+	return v, nil
+}
+
+// eventData renders an event's payload with integer money.
+func eventData(ev *messages.AccountEvent) map[string]any {
+	switch e := ev.GetEvent().(type) {
+	case *messages.AccountEvent_Opened:
+		return map[string]any{"account_number": e.Opened.GetAccountNumber(), "owner": e.Opened.GetOwner(),
+			"owner_name": e.Opened.GetOwnerName(), "initial_balance": e.Opened.GetInitialBalance()}
+	case *messages.AccountEvent_Deposited:
+		return moneyData(e.Deposited.GetAmount(), e.Deposited.GetDescription(), e.Deposited.GetTransferId())
+	case *messages.AccountEvent_Withdrawn:
+		return moneyData(e.Withdrawn.GetAmount(), e.Withdrawn.GetDescription(), e.Withdrawn.GetTransferId())
+	case *messages.AccountEvent_Closed:
+		return map[string]any{"reason": e.Closed.GetReason()}
+	}
+	return map[string]any{}
+}
+
+func moneyData(amount int64, desc, transfer string) map[string]any {
+	d := map[string]any{"amount": amount, "description": desc}
+	if transfer != "" {
+		d["transfer_id"] = transfer
+	}
+	return d
+}

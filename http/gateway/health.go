@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"granary/http/problem"
+	"granary/messages"
+)
+
+func (g *Gateway) health(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyProbeTimeout bounds the storage probe of /ready.
+const readyProbeTimeout = 2 * time.Second
+
+func (g *Gateway) ready(c echo.Context) error {
+	checks := map[string]string{}
+	ok := true
+	if g.deps.Member.Joined() {
+		checks["cluster"] = "ok"
+	} else {
+		checks["cluster"] = "not joined"
+		ok = false
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyProbeTimeout)
+	defer cancel()
+	if err := g.deps.Store.Ping(ctx); err != nil {
+		checks["storage"] = "unavailable: " + err.Error()
+		ok = false
+	} else {
+		checks["storage"] = "ok"
+	}
+	if !ok {
+		c.Response().Header().Set("Retry-After", "1")
+		// A problem+json body (every error is one) that still names the
+		// failing check.
+		return c.Blob(http.StatusServiceUnavailable, problem.ContentType, mustJSON(map[string]any{
+			"type": "about:blank", "title": "Service Unavailable", "status": http.StatusServiceUnavailable,
+			"code": messages.CodeServiceUnavailable, "detail": "member is not ready", "checks": checks,
+		}))
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "checks": checks})
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only maps of strings and ints reach here
+	}
+	return b
+}
