@@ -145,10 +145,22 @@ func (g *Grain) handle(req *messages.AccountRequest) (reply *messages.AccountRep
 			return &messages.AccountReply{Account: g.state.ToProto(), ServedBy: g.cfg.MemberID, Duplicate: true}
 		}
 		events, err := Decide(g.state, req, now)
-		if err != nil {
-			return g.fail(messages.AsFailure(err, messages.CodeValidationFailed))
-		}
-		if len(events) == 0 {
+		if err != nil || len(events) == 0 {
+			// A refusal or a read must not rest on a stale view: another
+			// activation (membership change) may have written since we
+			// loaded. One LLEN tells; catch up and decide again if so.
+			behind, ferr := g.freshen(ctx)
+			if ferr != nil {
+				g.loaded = false
+				g.log.Error("checking the journal's version failed", "err", ferr)
+				return g.fail(messages.Fail(messages.CodeServiceUnavailable, "account storage unavailable"))
+			}
+			if behind && attempt < maxConflictRetries {
+				continue
+			}
+			if err != nil {
+				return g.fail(messages.AsFailure(err, messages.CodeValidationFailed))
+			}
 			return g.ok()
 		}
 		err = g.append(ctx, events)
@@ -173,6 +185,24 @@ func (g *Grain) handle(req *messages.AccountRequest) (reply *messages.AccountRep
 			return g.fail(messages.Fail(messages.CodeServiceUnavailable, "account storage unavailable"))
 		}
 	}
+}
+
+// freshen catches up when the journal holds events this activation has not
+// seen, and reports whether it had to.
+func (g *Grain) freshen(ctx context.Context) (bool, error) {
+	stream := StreamFor(g.id)
+	v, err := g.cfg.Store.StreamVersion(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("version of %s: %w", stream, err)
+	}
+	switch {
+	case v == g.state.Version:
+		return false, nil
+	case v < g.state.Version:
+		return false, fmt.Errorf("%s: journal at version %d behind grain at %d: %w", stream, v, g.state.Version, persistence.ErrCorrupt)
+	}
+	g.log.Warn("journal is ahead of this activation; catching up", "grain_version", g.state.Version, "journal_version", v)
+	return true, g.replay(ctx)
 }
 
 func (g *Grain) ok() *messages.AccountReply {
@@ -240,10 +270,18 @@ func (g *Grain) load(ctx context.Context) error {
 			}
 		}
 	}
+	from := g.state.Version
 	if err := g.replay(ctx); err != nil {
 		return err
 	}
 	g.loaded = true
+	// A long replay means no snapshot was near (written before snapshots
+	// existed, or a save failed): save one now so the next activation is
+	// short.
+	if g.state.Version-from > g.cfg.SnapshotEvery {
+		g.snapshot(ctx)
+	}
+	g.log.Debug("account activated", "version", g.state.Version, "replayed", g.state.Version-from)
 	return nil
 }
 

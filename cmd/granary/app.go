@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	pcluster "github.com/asynkron/protoactor-go/cluster"
 
-	"granary/actors/account"
 	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
@@ -71,11 +69,10 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	grainCfg := cfg.Grain
 	grainCfg.Store = store
 	grainCfg.Logger = log
-	member, err := cluster.Start(cfg.Cluster, log, func(memberID string) []*pcluster.Kind {
-		c := grainCfg
-		c.MemberID = memberID
-		return []*pcluster.Kind{pcluster.NewKind(account.Kind, account.Props(c))}
-	})
+	if err := grainCfg.Validate(); err != nil {
+		return err
+	}
+	member, err := cluster.Start(cfg.Cluster, log, cluster.Kinds(grainCfg))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,166 @@
+// Package testkit starts in-process Granary clusters for tests: N members
+// sharing one membership agent and one store, each on real loopback gRPC
+// ports, with helpers to call grains, kill members and wait for conditions.
+// It is public so that users can `go test` their own grains the same way.
+//
+//	c := testkit.NewCluster(t, 3)
+//	reply, err := cluster.CallAs[*messages.AccountReply](ctx, c.Member(0), account.Kind, id, req)
+//	c.Kill(1)
+//	testkit.WaitFor(t, 5*time.Second, func() error { ... })
+package testkit
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
+
+	"granary/actors/account"
+	"granary/cluster"
+	"granary/persistence"
+)
+
+// Cluster is an in-process cluster; its members stop when the test ends.
+type Cluster struct {
+	t       testing.TB
+	Store   persistence.Store
+	Log     *slog.Logger
+	agent   *test.InMemAgent
+	grain   account.GrainConfig
+	cfg     cluster.Config
+	mu      sync.Mutex
+	members []*cluster.Member
+	stopped []bool
+}
+
+// Option adjusts a Cluster before it starts.
+type Option func(*Cluster)
+
+// WithStore makes the members share store instead of a fresh one.
+func WithStore(s persistence.Store) Option { return func(c *Cluster) { c.Store = s } }
+
+// WithGrainConfig lets a test tune the account grains (snapshot interval,
+// timeouts, clock).
+func WithGrainConfig(f func(*account.GrainConfig)) Option {
+	return func(c *Cluster) { f(&c.grain) }
+}
+
+// WithClusterConfig lets a test tune the members.
+func WithClusterConfig(f func(*cluster.Config)) Option {
+	return func(c *Cluster) { f(&c.cfg) }
+}
+
+// NewCluster starts n members and waits until each sees all of them.
+func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, agent: test.NewInMemAgent(), grain: account.DefaultGrainConfig(), cfg: cluster.DefaultConfig()}
+	c.Log = Logger(t)
+	for _, o := range opts {
+		o(c)
+	}
+	if c.Store == nil {
+		c.Store = NewStore(t)
+	}
+	c.cfg.Provider = cluster.ProviderLocal
+	c.cfg.LocalAgent = c.agent
+	c.grain.Store = c.Store
+	c.grain.Logger = c.Log
+	if err := c.grain.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.stopAll)
+	for i := 0; i < n; i++ {
+		c.AddMember()
+	}
+	c.WaitForMembers(n, 10*time.Second)
+	return c
+}
+
+// AddMember starts one more member (a restarted process is a new member).
+func (c *Cluster) AddMember() *cluster.Member {
+	c.t.Helper()
+	m, err := cluster.Start(c.cfg, c.Log, cluster.Kinds(c.grain))
+	if err != nil {
+		c.t.Fatalf("start member: %v", err)
+	}
+	c.mu.Lock()
+	c.members = append(c.members, m)
+	c.stopped = append(c.stopped, false)
+	c.mu.Unlock()
+	return m
+}
+
+// Member returns the i-th member started.
+func (c *Cluster) Member(i int) *cluster.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i]
+}
+
+// Kill stops member i at once, without handing anything over, as a crash
+// would (its gRPC server stops; its grains are gone).
+func (c *Cluster) Kill(i int) { c.stop(i, false) }
+
+// Leave stops member i gracefully.
+func (c *Cluster) Leave(i int) { c.stop(i, true) }
+
+func (c *Cluster) stop(i int, graceful bool) {
+	c.mu.Lock()
+	if c.stopped[i] {
+		c.mu.Unlock()
+		return
+	}
+	c.stopped[i] = true
+	m := c.members[i]
+	c.mu.Unlock()
+	m.Stop(graceful)
+}
+
+func (c *Cluster) stopAll() {
+	c.mu.Lock()
+	n := len(c.members)
+	c.mu.Unlock()
+	for i := 0; i < n; i++ {
+		c.stop(i, false)
+	}
+}
+
+// WaitForMembers waits until every running member sees exactly want members.
+func (c *Cluster) WaitForMembers(want int, timeout time.Duration) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, m := range c.members {
+			if c.stopped[i] {
+				continue
+			}
+			if got := len(m.Members()); got != want {
+				return fmt.Errorf("member %d sees %d members, want %d", i, got, want)
+			}
+		}
+		return nil
+	})
+}
+
+// WaitFor polls cond until it returns nil, failing the test with cond's
+// last error after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(delay)
+		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
