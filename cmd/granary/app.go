@@ -53,7 +53,7 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		storeNote = "embedded in-process store (miniredis at " + mr.Addr() + "): data is NOT kept across restarts; set GRANARY_REDIS_URL for durable storage"
 	}
 	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	store, err := persistence.Open(openCtx, persistence.BackendConfig{URL: storeURL, Partitions: cfg.JournalPartitions})
+	store, err := persistence.Open(openCtx, persistence.BackendConfig{URL: storeURL, Partitions: cfg.JournalPartitions, KeyPrefix: cfg.KeyPrefix})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)

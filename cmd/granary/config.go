@@ -31,6 +31,7 @@ type config struct {
 	TrustedProxies     []string
 	AdminPassword      string
 	JournalPartitions  int
+	KeyPrefix          string
 	LogLevel           slog.Level
 	LogJSON            bool
 	Cluster            cluster.Config
@@ -58,6 +59,7 @@ func settings(m mode) []setting {
 		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", func(c *config, v string) error { c.TrustedProxies = splitList(v); return nil }},
 		{"GRANARY_ADMIN_PASSWORD", "", "creates user admin once", func(c *config, v string) error { c.AdminPassword = v; return nil }},
 		{"GRANARY_JOURNAL_PARTITIONS", "1", "journal partitions (fixed for the life of the data)", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
+		{"GRANARY_KEY_PREFIX", "granary", "prefix of every Redis key, so deployments can share a server", func(c *config, v string) error { c.KeyPrefix = v; return nil }},
 		{"GRANARY_SNAPSHOT_EVERY", "100", "account snapshot every N events", func(c *config, v string) error {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil || n == 0 {

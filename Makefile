@@ -1,0 +1,40 @@
+# Granary. `make run` and `make test` need only Go; everything else is optional.
+GO        ?= go
+BIN       := bin/granary
+PROTOC    ?= protoc
+PAC_PIN   := v0.0.0-20240822202345-3c0e61ca19c9
+PGG_PIN   := v1.36.12
+TEST_FLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: run build test test-short bench generate check-generated vet fmt cluster cluster-stop clean
+
+run: ## start one member + gateway on the embedded store, print URL and dev token
+	$(GO) run ./cmd/granary dev
+
+build:
+	$(GO) build -o $(BIN) ./cmd/granary
+
+test: ## all tests, with the race detector
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) test $(TEST_FLAGS) ./...
+
+bench: ## benchmarks (speed and memory targets live here, not in tests)
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20x ./...
+
+generate: ## regenerate protobuf code (Debian protoc + Go-installed plugin)
+	@command -v $(PROTOC) >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PGG_PIN)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(PROTOC) -I messages --go_out=messages --go_opt=paths=source_relative messages/*.proto
+
+check-generated: generate ## fail when committed generated code is stale
+	git diff --exit-code -- messages/
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .cluster
