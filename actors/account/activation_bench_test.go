@@ -3,11 +3,9 @@ package account_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
 	"granary/actors/account"
@@ -27,8 +25,7 @@ func BenchmarkActivation(b *testing.B) {
 			id := "bench"
 			const tail = 50
 			seedEvents(b, store, id, 0, n-tail)
-			system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return testkit.Logger(b) }))
-			defer system.Shutdown()
+			system := newSystem(b)
 			cfg := grainConfig(b, store)
 			// The first activation replays everything once and saves the
 			// snapshot the grain would have written along the way.

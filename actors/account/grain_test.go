@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,7 +55,8 @@ func grainConfig(t testing.TB, store persistence.Store) account.GrainConfig {
 }
 
 func newSystem(t testing.TB) *actor.ActorSystem {
-	s := actor.NewActorSystem()
+	log := testkit.Logger(t)
+	s := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return log }))
 	t.Cleanup(s.Shutdown)
 	return s
 }
