@@ -38,3 +38,9 @@ fmt:
 
 clean:
 	rm -rf bin .cluster
+
+cluster: ## real redis-server + 3 members on 127.0.0.1:8081-8083, logs in .cluster/
+	./scripts/cluster.sh start
+
+cluster-stop: ## stop exactly what `make cluster` started
+	./scripts/cluster.sh stop

@@ -67,8 +67,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Name == "":
 		return errors.New("cluster: Name is empty")
-	case net.ParseIP(c.Host) == nil && c.Host != "localhost":
-		return fmt.Errorf("cluster: Host %q is not an IP address", c.Host)
+	case c.Host == "":
+		return errors.New("cluster: Host is empty")
 	case c.Port < 0 || c.Port > 65535:
 		return fmt.Errorf("cluster: Port %d out of range", c.Port)
 	case c.RequestTimeout <= 0:

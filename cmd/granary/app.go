@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -20,6 +21,14 @@ import (
 	"granary/persistence/memory"
 	"granary/persistence/redis"
 )
+
+// registerBackends plugs the backends this binary ships into the
+// persistence registry, once per process.
+var registerBackends = sync.OnceFunc(func() {
+	persistence.Register("redis", redis.Open)
+	persistence.Register("rediss", redis.Open)
+	persistence.Register("memory", memory.Open)
+})
 
 // devTokenTTL is how long the printed dev token stays valid.
 const devTokenTTL = 24 * time.Hour
@@ -36,9 +45,7 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	}
 	log := newLogger(cfg, stderr)
 
-	persistence.Register("redis", redis.Open)
-	persistence.Register("rediss", redis.Open)
-	persistence.Register("memory", memory.Open)
+	registerBackends()
 
 	storeURL, storeNote := cfg.RedisURL, "Redis at "+redactURL(cfg.RedisURL)
 	if storeURL == "" {

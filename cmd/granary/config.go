@@ -183,6 +183,8 @@ Usage:
                  set; makes a JWT secret if none is set and prints an admin token
   granary node   a member and its gateway, configured by the variables below;
                  needs GRANARY_JWT_SECRET and GRANARY_REDIS_URL
+  granary token  [-sub admin] [-roles admin] [-ttl 24h]: print a token signed with
+                 GRANARY_JWT_SECRET
   granary help   this text
 
 Settings (environment variables; defaults for node, dev differences noted):

@@ -2,6 +2,7 @@
 //
 //	granary dev    one process on an embedded store, with a dev token
 //	granary node   a member configured by GRANARY_* variables
+//	granary token  prints a token signed with GRANARY_JWT_SECRET
 //	granary help   lists every setting
 package main
 
@@ -39,6 +40,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return start(ctx, modeDev, getenv, stdout, stderr)
 	case "node":
 		return start(ctx, modeNode, getenv, stdout, stderr)
+	case "token":
+		return issueToken(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		printUsage(stdout)
 		return nil

@@ -1,0 +1,137 @@
+// Package persistence owns the storage contract of Granary: the event journal,
+// the snapshot store and the errors they report. Concrete backends live in
+// subpackages (memory, redis) and are proven equal by journaltest.
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EventData is an event as the caller hands it to Append. Data is opaque to
+// the journal: the domain encodes it (protobuf in Granary).
+type EventData struct {
+	Type       string
+	Data       []byte
+	OccurredAt time.Time
+}
+
+// Event is a stored event. Version is its 1-based index in its stream;
+// Partition and Position are its place in the partition's ordered log, where
+// positions start at 1 and increase by exactly one per stored event.
+//
+// An event reads back with Data nil when it was appended with empty Data,
+// and with OccurredAt in UTC without a monotonic clock reading (the zero
+// time stays zero): that is what every backend can store faithfully.
+type Event struct {
+	Stream     string
+	Version    uint64
+	Partition  int
+	Position   uint64
+	Type       string
+	Data       []byte
+	OccurredAt time.Time
+}
+
+// AppendResult tells where an append landed.
+type AppendResult struct {
+	// Version is the stream's version after the append.
+	Version uint64
+	// Partition holds the stream; FirstPosition is the partition-log
+	// position of the first appended event (the others follow it).
+	Partition     int
+	FirstPosition uint64
+}
+
+// Snapshot is a serialized state of a stream as of Version (the number of
+// events folded into it).
+type Snapshot struct {
+	Version uint64
+	Data    []byte
+}
+
+// Journal is an append-only store of event streams.
+//
+// Every method is safe for concurrent use and honours ctx's deadline. A
+// method taking a stream reports ErrInvalid for an empty stream name, one
+// taking a partition for a partition outside [0, Partitions()), and every
+// method reports ErrClosed after Close. An error other than the typed ones
+// (ErrInvalid, ErrClosed and those below) means the outcome is unknown to
+// the caller (for Append: the events may or may not be stored) and is
+// wrapped with the stream or partition it concerns.
+type Journal interface {
+	// Append stores events at the end of stream, atomically and all or none,
+	// provided the stream's version is expectedVersion (0 for a new stream).
+	// It returns a *ConflictError (matching ErrConflict) when the stream has
+	// another version, and ErrInvalid for an empty batch or stream name.
+	// When Append returns nil the events are stored as durably as the
+	// backend is configured to store them.
+	Append(ctx context.Context, stream string, expectedVersion uint64, events []EventData) (AppendResult, error)
+
+	// ReadStream returns up to limit events of stream with Version >
+	// afterVersion, in version order. limit <= 0 means all. An unknown
+	// stream reads as empty. Corrupt stored data is reported as an error
+	// matching ErrCorrupt, never skipped.
+	ReadStream(ctx context.Context, stream string, afterVersion uint64, limit int) ([]Event, error)
+
+	// StreamVersion returns the number of events in stream (0 if unknown).
+	StreamVersion(ctx context.Context, stream string) (uint64, error)
+
+	// ReadPartition returns up to limit events of the partition's log with
+	// Position > afterPosition, in commit order. limit <= 0 means all.
+	ReadPartition(ctx context.Context, partition int, afterPosition uint64, limit int) ([]Event, error)
+
+	// Head returns the last position written in partition (0 if none).
+	Head(ctx context.Context, partition int) (uint64, error)
+
+	// Partitions is the fixed number of partitions; PartitionOf maps a
+	// stream to one of them, the same way for every instance configured
+	// with the same count.
+	Partitions() int
+	PartitionOf(stream string) int
+}
+
+// SnapshotStore keeps the latest snapshot of each stream.
+type SnapshotStore interface {
+	// SaveSnapshot stores snap unless a snapshot with a version >= snap.Version
+	// is already stored (then it is a no-op, not an error).
+	// A snapshot ahead of the stream (snap.Version > StreamVersion) is
+	// refused with ErrInvalid: a replay from it would skip events.
+	SaveSnapshot(ctx context.Context, stream string, snap Snapshot) error
+	// LoadSnapshot returns the latest snapshot; ok is false when none exists.
+	LoadSnapshot(ctx context.Context, stream string) (snap Snapshot, ok bool, err error)
+}
+
+// Store is what a backend provides: a journal, its snapshots, a health
+// probe and a way to release its resources.
+type Store interface {
+	Journal
+	SnapshotStore
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	// ErrConflict: the stream's version is not the expected one; another
+	// writer appended first. Reload and decide again.
+	ErrConflict = errors.New("version conflict")
+	// ErrCorrupt: stored data could not be decoded.
+	ErrCorrupt = errors.New("corrupt journal data")
+	// ErrInvalid: the call's arguments are not acceptable.
+	ErrInvalid = errors.New("invalid journal request")
+)
+
+// ConflictError carries the versions of a failed compare-and-append.
+type ConflictError struct {
+	Stream   string
+	Expected uint64
+	Actual   uint64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("append %s: expected version %d, stream is at %d: %v", e.Stream, e.Expected, e.Actual, ErrConflict)
+}
+
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }

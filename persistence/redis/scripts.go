@@ -1,0 +1,27 @@
+package redis
+
+import (
+	_ "embed"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// The scripts are immutable and stateless; Script.Run sends EVALSHA and
+// falls back to EVAL when the server has not cached them yet.
+var (
+	//go:embed append.lua
+	appendSrc    string
+	appendScript = goredis.NewScript(appendSrc)
+
+	//go:embed read_stream.lua
+	readStreamSrc    string
+	readStreamScript = goredis.NewScript(readStreamSrc)
+
+	//go:embed read_partition.lua
+	readPartitionSrc    string
+	readPartitionScript = goredis.NewScript(readPartitionSrc)
+
+	//go:embed snapshot.lua
+	snapshotSrc    string
+	snapshotScript = goredis.NewScript(snapshotSrc)
+)
