@@ -1,4 +1,4 @@
-package account
+package es
 
 // recentCommands remembers the last N command ids, oldest evicted first. It
 // bounds memory per grain while catching the duplicates that matter: cluster

@@ -1,0 +1,265 @@
+// Package es owns what every event-sourced grain does the same way: load
+// the latest snapshot and replay the journal's tail, decide against the
+// current state, append at the expected version, apply only what the
+// journal accepted, drop re-sent commands, and catch up instead of forking
+// when another activation wrote first.
+package es
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"granary/messages"
+	"granary/persistence"
+)
+
+// Codec tells a Host how one aggregate is stored. S is the state, E the
+// event type. Every function must be pure.
+type Codec[S, E any] struct {
+	// Stream names the journal stream of an aggregate id.
+	Stream func(id string) string
+	// Apply folds a stored event into the state; Version reads how many
+	// events a state has folded.
+	Apply   func(s S, id string, ev E) S
+	Version func(s S) uint64
+	// Encode/Decode convert events to and from their journal form; Decode
+	// reports undecodable data as persistence.ErrCorrupt.
+	Encode func(ev E) (persistence.EventData, error)
+	Decode func(e persistence.Event) (E, error)
+	// CommandID is the id of the command that caused ev ("" when none).
+	CommandID func(ev E) string
+	// EncodeSnapshot/DecodeSnapshot store a state together with the recent
+	// command ids, so duplicates are still caught after a reload.
+	EncodeSnapshot func(s S, recent []string) ([]byte, error)
+	DecodeSnapshot func(data []byte) (S, []string, error)
+}
+
+// Config is what a Host needs from its grain.
+type Config struct {
+	Store          persistence.Store
+	SnapshotEvery  uint64
+	RecentCommands int
+	Logger         *slog.Logger
+}
+
+// maxRetries bounds how often one command is decided again after the
+// journal turned out to be ahead of this activation.
+const maxRetries = 3
+
+// replayBatch bounds one journal read while catching up.
+const replayBatch = 1000
+
+// Host keeps one aggregate's state in step with its journal stream. It is
+// not safe for concurrent use: it lives inside one actor.
+type Host[S, E any] struct {
+	codec  *Codec[S, E]
+	cfg    Config
+	id     string
+	log    *slog.Logger
+	state  S
+	recent *recentCommands
+	loaded bool
+}
+
+// NewHost returns a host for aggregate id; nothing is loaded until the
+// first Execute or Load.
+func NewHost[S, E any](codec *Codec[S, E], cfg Config, id string) *Host[S, E] {
+	return &Host[S, E]{codec: codec, cfg: cfg, id: id, log: cfg.Logger.With("stream", codec.Stream(id)),
+		recent: newRecentCommands(cfg.RecentCommands)}
+}
+
+// State is the aggregate as of the last event this host applied.
+func (h *Host[S, E]) State() S { return h.state }
+
+// Invalidate forgets the state; the next call reloads it from the journal.
+// Call it whenever the state may differ from the journal (a panic midway).
+func (h *Host[S, E]) Invalidate() { h.loaded = false }
+
+// Loaded reports whether the state was loaded and is trusted.
+func (h *Host[S, E]) Loaded() bool { return h.loaded }
+
+// Outcome is the result of Execute.
+type Outcome[S any] struct {
+	State S
+	// Duplicate: the command id was already applied; nothing was recorded.
+	Duplicate bool
+}
+
+// Execute runs one command: decide turns the current state into the events
+// to append (none for a read) or a domain error. The events are stored at
+// the state's version and applied once stored. Domain errors are returned
+// as they are; storage trouble is a *messages.Failure with
+// CodeServiceUnavailable (after which the state is reloaded on next use).
+func (h *Host[S, E]) Execute(ctx context.Context, commandID string, decide func(S) ([]E, error)) (Outcome[S], error) {
+	if err := h.Load(ctx); err != nil {
+		h.log.Error("activation failed", "err", err)
+		return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+	}
+	for attempt := 0; ; attempt++ {
+		if commandID != "" && h.recent.Has(commandID) {
+			return Outcome[S]{State: h.state, Duplicate: true}, nil
+		}
+		events, err := decide(h.state)
+		if err != nil || len(events) == 0 {
+			// A refusal or a read must not rest on a stale view: another
+			// activation (membership change) may have written since we
+			// loaded. One LLEN tells; catch up and decide again if so.
+			behind, ferr := h.freshen(ctx)
+			if ferr != nil {
+				h.loaded = false
+				h.log.Error("checking the journal's version failed", "err", ferr)
+				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+			}
+			if behind && attempt < maxRetries {
+				continue
+			}
+			return Outcome[S]{State: h.state}, err
+		}
+		err = h.append(ctx, events)
+		if err == nil {
+			return Outcome[S]{State: h.state}, nil
+		}
+		if !errors.Is(err, persistence.ErrConflict) {
+			// The append may or may not be stored: forget what we hold.
+			h.loaded = false
+			h.log.Error("append failed", "err", err)
+			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")
+		}
+		if attempt >= maxRetries {
+			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "contended by another activation; retry")
+		}
+		// Another activation wrote first (membership change): catch up
+		// with its events and decide again.
+		h.log.Warn("append conflict; catching up with the journal", "err", err)
+		if err := h.replay(ctx); err != nil {
+			h.loaded = false
+			h.log.Error("catch-up after conflict failed", "err", err)
+			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+		}
+	}
+}
+
+// Load rebuilds the state from the latest snapshot plus the journal's tail,
+// unless it is already loaded.
+func (h *Host[S, E]) Load(ctx context.Context) error {
+	if h.loaded {
+		return nil
+	}
+	var zero S
+	h.state = zero
+	h.recent = newRecentCommands(h.cfg.RecentCommands)
+	stream := h.codec.Stream(h.id)
+	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("load snapshot %s: %w", stream, err)
+	}
+	if ok {
+		s, recent, err := h.codec.DecodeSnapshot(snap.Data)
+		if err != nil || h.codec.Version(s) != snap.Version {
+			// A snapshot is only a shortcut: replay everything instead.
+			h.log.Warn("ignoring unreadable snapshot", "version", snap.Version, "err", err)
+		} else {
+			h.state = s
+			for _, id := range recent {
+				h.recent.Add(id)
+			}
+		}
+	}
+	from := h.codec.Version(h.state)
+	if err := h.replay(ctx); err != nil {
+		return err
+	}
+	h.loaded = true
+	// A long replay means no snapshot was near (written before snapshots
+	// existed, or a save failed): save one now so the next load is short.
+	replayed := h.codec.Version(h.state) - from
+	if replayed > h.cfg.SnapshotEvery {
+		h.snapshot(ctx)
+	}
+	h.log.Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
+	return nil
+}
+
+// append stores events at the state's version and applies them once stored.
+func (h *Host[S, E]) append(ctx context.Context, events []E) error {
+	stream := h.codec.Stream(h.id)
+	batch := make([]persistence.EventData, len(events))
+	for i, ev := range events {
+		data, err := h.codec.Encode(ev)
+		if err != nil {
+			return fmt.Errorf("encode %s event: %w", stream, err)
+		}
+		batch[i] = data
+	}
+	before := h.codec.Version(h.state)
+	if _, err := h.cfg.Store.Append(ctx, stream, before, batch); err != nil {
+		return fmt.Errorf("append %s@%d: %w", stream, before, err)
+	}
+	for _, ev := range events {
+		h.state = h.codec.Apply(h.state, h.id, ev)
+		h.recent.Add(h.codec.CommandID(ev))
+	}
+	if before/h.cfg.SnapshotEvery != h.codec.Version(h.state)/h.cfg.SnapshotEvery {
+		h.snapshot(ctx)
+	}
+	return nil
+}
+
+// snapshot is best effort: a missing snapshot only costs replay time.
+func (h *Host[S, E]) snapshot(ctx context.Context) {
+	v := h.codec.Version(h.state)
+	data, err := h.codec.EncodeSnapshot(h.state, h.recent.IDs())
+	if err == nil {
+		err = h.cfg.Store.SaveSnapshot(ctx, h.codec.Stream(h.id), persistence.Snapshot{Version: v, Data: data})
+	}
+	if err != nil {
+		h.log.Warn("snapshot not saved", "version", v, "err", err)
+	}
+}
+
+// freshen catches up when the journal holds events this activation has not
+// seen, and reports whether it had to.
+func (h *Host[S, E]) freshen(ctx context.Context) (bool, error) {
+	stream := h.codec.Stream(h.id)
+	v, err := h.cfg.Store.StreamVersion(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("version of %s: %w", stream, err)
+	}
+	mine := h.codec.Version(h.state)
+	switch {
+	case v == mine:
+		return false, nil
+	case v < mine:
+		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, v, mine, persistence.ErrCorrupt)
+	}
+	h.log.Warn("journal is ahead of this activation; catching up", "state_version", mine, "journal_version", v)
+	return true, h.replay(ctx)
+}
+
+// replay applies every stored event after the state's version.
+func (h *Host[S, E]) replay(ctx context.Context) error {
+	stream := h.codec.Stream(h.id)
+	for {
+		v := h.codec.Version(h.state)
+		events, err := h.cfg.Store.ReadStream(ctx, stream, v, replayBatch)
+		if err != nil {
+			return fmt.Errorf("replay %s after %d: %w", stream, v, err)
+		}
+		for _, e := range events {
+			if e.Version != h.codec.Version(h.state)+1 {
+				return fmt.Errorf("replay %s: event version %d after %d: %w", stream, e.Version, h.codec.Version(h.state), persistence.ErrCorrupt)
+			}
+			ev, err := h.codec.Decode(e)
+			if err != nil {
+				return err
+			}
+			h.state = h.codec.Apply(h.state, h.id, ev)
+			h.recent.Add(h.codec.CommandID(ev))
+		}
+		if len(events) < replayBatch {
+			return nil
+		}
+	}
+}
