@@ -11,8 +11,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
-	"granary/messages"
 	"granary/actors/es"
+	"granary/messages"
 	"granary/persistence"
 )
 

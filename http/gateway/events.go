@@ -66,7 +66,7 @@ func (g *Gateway) accountEvents(c echo.Context) error {
 	for _, e := range stored {
 		ev, err := account.DecodeEvent(e)
 		if err != nil {
-			return err
+			return g.unreadableEvent(err)
 		}
 		out = append(out, eventJSON{
 			Version: e.Version, Type: e.Type, Data: eventData(ev),
@@ -104,13 +104,22 @@ func (g *Gateway) accountAtVersion(c echo.Context, id, raw string) error {
 		for _, e := range batch {
 			ev, err := account.DecodeEvent(e)
 			if err != nil {
-				return err
+				return g.unreadableEvent(err)
 			}
 			s = account.Apply(s, id, ev)
 		}
 	}
 	c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatUint(s.Version, 10)))
 	return c.JSON(http.StatusOK, renderAccount(s.ToProto()))
+}
+
+// unreadableEvent reports a stored event this release cannot decode
+// (damaged, or written by a newer release) as the storage failure it is:
+// a 503 like any other, logged here because the problem handler logs only
+// 500s.
+func (g *Gateway) unreadableEvent(err error) error {
+	g.deps.Logger.Error("unreadable journal event", "err", err)
+	return messages.Fail(messages.CodeServiceUnavailable, "journal holds an event this member cannot read")
 }
 
 func storageFailure(err error) error {
