@@ -30,7 +30,7 @@ type Cluster struct {
 	Store   persistence.Store
 	Log     *slog.Logger
 	agent   *test.InMemAgent
-	grain   account.GrainConfig
+	grains  cluster.GrainsConfig
 	cfg     cluster.Config
 	mu      sync.Mutex
 	members []*cluster.Member
@@ -44,9 +44,15 @@ type Option func(*Cluster)
 func WithStore(s persistence.Store) Option { return func(c *Cluster) { c.Store = s } }
 
 // WithGrainConfig lets a test tune the account grains (snapshot interval,
-// timeouts, clock).
+// timeouts, clock); counters share these storage settings.
 func WithGrainConfig(f func(*account.GrainConfig)) Option {
-	return func(c *Cluster) { f(&c.grain) }
+	return func(c *Cluster) { f(&c.grains.Account) }
+}
+
+// WithGrainsConfig lets a test tune the grains (snapshot interval,
+// timeouts, clock, restart budget).
+func WithGrainsConfig(f func(*cluster.GrainsConfig)) Option {
+	return func(c *Cluster) { f(&c.grains) }
 }
 
 // WithClusterConfig lets a test tune the members.
@@ -57,7 +63,7 @@ func WithClusterConfig(f func(*cluster.Config)) Option {
 // NewCluster starts n members and waits until each sees all of them.
 func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, agent: test.NewInMemAgent(), grain: account.DefaultGrainConfig(), cfg: cluster.DefaultConfig()}
+	c := &Cluster{t: t, agent: test.NewInMemAgent(), grains: cluster.DefaultGrainsConfig(), cfg: cluster.DefaultConfig()}
 	c.Log = Logger(t)
 	for _, o := range opts {
 		o(c)
@@ -67,9 +73,9 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	}
 	c.cfg.Provider = cluster.ProviderLocal
 	c.cfg.LocalAgent = c.agent
-	c.grain.Store = c.Store
-	c.grain.Logger = c.Log
-	if err := c.grain.Validate(); err != nil {
+	c.grains.Account.Store = c.Store
+	c.grains.Account.Logger = c.Log
+	if err := c.grains.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.stopAll)
@@ -98,7 +104,7 @@ func (c *Cluster) AddMember() *cluster.Member {
 	if RaceEnabled && liveMembers.Load() > 0 {
 		c.t.Skip(ErrSharedProcessRace)
 	}
-	m, err := cluster.Start(c.cfg, c.Log, cluster.Kinds(c.grain))
+	m, err := cluster.Start(c.cfg, c.Log, cluster.Kinds(c.grains))
 	if err != nil {
 		c.t.Fatalf("start member: %v", err)
 	}

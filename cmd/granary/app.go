@@ -73,13 +73,13 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	}
 	defer ln.Close()
 
-	grainCfg := cfg.Grain
-	grainCfg.Store = store
-	grainCfg.Logger = log
-	if err := grainCfg.Validate(); err != nil {
+	grains := cfg.Grains
+	grains.Account.Store = store
+	grains.Account.Logger = log
+	if err := grains.Validate(); err != nil {
 		return err
 	}
-	member, err := cluster.Start(cfg.Cluster, log, cluster.Kinds(grainCfg))
+	member, err := cluster.Start(cfg.Cluster, log, cluster.Kinds(grains))
 	if err != nil {
 		return err
 	}

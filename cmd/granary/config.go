@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"granary/actors/account"
 	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
@@ -35,7 +34,7 @@ type config struct {
 	LogLevel           slog.Level
 	LogJSON            bool
 	Cluster            cluster.Config
-	Grain              account.GrainConfig
+	Grains             cluster.GrainsConfig
 	Gateway            gateway.Config
 	secretWasGenerated bool
 }
@@ -65,11 +64,11 @@ func settings(m mode) []setting {
 			if err != nil || n == 0 {
 				return fmt.Errorf("want a positive integer")
 			}
-			c.Grain.SnapshotEvery = n
+			c.Grains.Account.SnapshotEvery = n
 			return nil
 		}},
-		{"GRANARY_GRAIN_IDLE_TIMEOUT", "5m", "passivate a grain idle this long", durSetting(func(c *config) *time.Duration { return &c.Grain.IdleTimeout })},
-		{"GRANARY_STORE_TIMEOUT", "3s", "timeout of each journal call", durSetting(func(c *config) *time.Duration { return &c.Grain.StoreTimeout })},
+		{"GRANARY_GRAIN_IDLE_TIMEOUT", "5m", "passivate a grain idle this long", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.IdleTimeout })},
+		{"GRANARY_STORE_TIMEOUT", "3s", "timeout of each journal call", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.StoreTimeout })},
 		{"GRANARY_CALL_TIMEOUT", "5s", "timeout of a request's grain call (504 past it)", durSetting(func(c *config) *time.Duration { return &c.Gateway.CallTimeout })},
 		{"GRANARY_BODY_LIMIT", "1048576", "largest request body in bytes (413 past it)", func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -86,6 +85,8 @@ func settings(m mode) []setting {
 		{"GRANARY_AUTOMANAGED_PORT", "", "automanaged health port of this member", intSetting(func(c *config) *int { return &c.Cluster.AutomanagedPort }, 1)},
 		{"GRANARY_CLUSTER_PEERS", "", "automanaged: every member's host:automanaged-port, comma-separated", func(c *config, v string) error { c.Cluster.Peers = splitList(v); return nil }},
 		{"GRANARY_HEARTBEAT_EXPIRATION", "5s", "a member silent this long is dropped", durSetting(func(c *config) *time.Duration { return &c.Cluster.HeartbeatExpiration })},
+		{"GRANARY_COUNTER_MAX_RESTARTS", "3", "restarts a counter-group child gets within the window before it is stopped", intSetting(func(c *config) *int { return &c.Grains.Supervision.MaxRestarts }, 0)},
+		{"GRANARY_COUNTER_RESTART_WINDOW", "10s", "window of the restart budget", durSetting(func(c *config) *time.Duration { return &c.Grains.Supervision.RestartWindow })},
 		{"GRANARY_LOG_LEVEL", "info", "debug, info, warn or error", func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"GRANARY_LOG_FORMAT", "text", "text or json", func(c *config, v string) error {
 			switch v {
@@ -140,7 +141,7 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 		JournalPartitions: 1,
 		LogLevel:          slog.LevelInfo,
 		Cluster:           cluster.DefaultConfig(),
-		Grain:             account.DefaultGrainConfig(),
+		Grains:            cluster.DefaultGrainsConfig(),
 		Gateway:           gateway.DefaultConfig(),
 	}
 	if m == modeDev {

@@ -1,0 +1,97 @@
+// Package countergroup owns counter groups: a grain that supervises child
+// counter actors. It spawns them, broadcasts increments and resets to them,
+// and restarts a child that panics (one-for-one, within a restart budget);
+// a child past its budget is stopped and reported. The group's list of
+// children and each child's value are events in the journal, so both
+// survive restarts and member loss.
+package countergroup
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"granary/actors/es"
+	"granary/messages"
+	"granary/persistence"
+)
+
+// Kind is the cluster kind of counter groups.
+const Kind = "countergroup"
+
+// MaxCounters bounds a group's children: clients must not grow a grain
+// without limit.
+const MaxCounters = 64
+
+// State is a group folded from its events: its children, in spawn order.
+type State struct {
+	Counters []string
+	Version  uint64
+}
+
+// Stream is the journal stream of group name; ChildStream that of one of
+// its counters. '/' cannot occur in names, so no two streams collide.
+func Stream(group string) string { return "countergroup-" + group }
+
+// ChildStream names the stream of counter in group.
+func ChildStream(group string) func(counter string) string {
+	return func(counter string) string { return "countergroup-" + group + "/" + counter }
+}
+
+// GroupFullError refuses a spawn past MaxCounters.
+type GroupFullError struct{ Group string }
+
+func (e *GroupFullError) Error() string {
+	return fmt.Sprintf("counters: group %s already has %d counters", e.Group, MaxCounters)
+}
+
+// Code is the contract error code.
+func (e *GroupFullError) Code() string { return messages.CodeValidationFailed }
+
+// decideSpawn names the next child.
+func decideSpawn(s State, group, commandID string, now time.Time) ([]*messages.CounterGroupEvent, error) {
+	if len(s.Counters) >= MaxCounters {
+		return nil, &GroupFullError{group}
+	}
+	return []*messages.CounterGroupEvent{{
+		CommandId: commandID, OccurredAtUnixMs: now.UnixMilli(),
+		Event: &messages.CounterGroupEvent_Spawned{Spawned: &messages.CounterSpawned{Counter: fmt.Sprintf("c%d", len(s.Counters)+1)}},
+	}}, nil
+}
+
+func apply(s State, _ string, ev *messages.CounterGroupEvent) State {
+	if sp := ev.GetSpawned(); sp != nil {
+		s.Counters = append(append([]string(nil), s.Counters...), sp.GetCounter())
+	}
+	s.Version++
+	return s
+}
+
+const typeSpawned = "CounterSpawned"
+
+var codec = es.Codec[State, *messages.CounterGroupEvent]{
+	Stream:  Stream,
+	Apply:   apply,
+	Version: func(s State) uint64 { return s.Version },
+	Encode: func(ev *messages.CounterGroupEvent) (persistence.EventData, error) {
+		data, err := proto.Marshal(ev)
+		return persistence.EventData{Type: typeSpawned, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+	},
+	Decode: func(e persistence.Event) (*messages.CounterGroupEvent, error) {
+		var ev messages.CounterGroupEvent
+		if err := proto.Unmarshal(e.Data, &ev); err != nil || e.Type != typeSpawned || ev.GetSpawned() == nil {
+			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
+		}
+		return &ev, nil
+	},
+	CommandID: func(ev *messages.CounterGroupEvent) string { return ev.GetCommandId() },
+	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
+		return proto.Marshal(&messages.CounterGroupSnapshot{Counters: s.Counters, Version: s.Version, RecentCommandIds: recent})
+	},
+	DecodeSnapshot: func(data []byte) (State, []string, error) {
+		var snap messages.CounterGroupSnapshot
+		err := proto.Unmarshal(data, &snap)
+		return State{Counters: snap.GetCounters(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
+	},
+}
