@@ -31,7 +31,9 @@ func (g *Gateway) ready(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), readyProbeTimeout)
 	defer cancel()
 	if err := g.deps.Store.Ping(ctx); err != nil {
-		checks["storage"] = "unavailable: " + err.Error()
+		// The driver's error may name hosts; log it, show only the verdict.
+		g.deps.Logger.Warn("readiness: storage probe failed", "err", err)
+		checks["storage"] = "unavailable"
 		ok = false
 	} else {
 		checks["storage"] = "ok"

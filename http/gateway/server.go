@@ -80,4 +80,13 @@ func (g *Gateway) routes(e *echo.Echo) {
 	e.POST("/api/v1/accounts/:id/withdrawals", g.withdraw, authed)
 	e.POST("/api/v1/accounts/:id/close", g.closeAccount, authed)
 	e.GET("/api/v1/accounts/:id/events", g.accountEvents, authed)
+
+	e.GET("/api/v1/counters/:name", g.getCounter, authed)
+	e.POST("/api/v1/counters/:name/increment", g.incrementCounter, authed)
+	e.POST("/api/v1/counters/:name/reset", g.resetCounter, authed)
+	e.POST("/api/v1/counter-groups/:group/counters", g.spawnCounter, authed)
+	e.POST("/api/v1/counter-groups/:group/broadcast", g.broadcastCounters, authed)
+	e.GET("/api/v1/counter-groups/:group", g.getCounterGroup, authed)
+
+	e.GET("/api/v1/cluster/members", g.clusterMembers, authed, requireAdmin)
 }

@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"granary/actors/counter"
+	"granary/actors/countergroup"
+	"granary/messages"
+)
+
+type counterJSON struct {
+	Name  string `json:"name"`
+	Value int64  `json:"value"`
+}
+
+type counterGroupJSON struct {
+	Group    string           `json:"group"`
+	Counters map[string]int64 `json:"counters"`
+	// Children stopped by the supervisor, and restarts per child: not in
+	// the contract's minimum, there so an operator sees supervision work.
+	Stopped  []string         `json:"stopped"`
+	Restarts map[string]int32 `json:"restarts"`
+}
+
+// nameParam validates a counter or group name: names are grain identities.
+func nameParam(c echo.Context, param string) (string, error) {
+	v := c.Param(param)
+	if !counter.NamePattern.MatchString(v) {
+		return "", messages.Fail(messages.CodeValidationFailed, "%s: must match %s", param, counter.NamePattern)
+	}
+	return v, nil
+}
+
+func (g *Gateway) getCounter(c echo.Context) error {
+	return g.counterCall(c, http.StatusOK, func(*messages.CounterRequest) error { return nil },
+		func(r *messages.CounterRequest) {
+			r.Command = &messages.CounterRequest_Get{Get: &messages.GetCounter{}}
+		})
+}
+
+type incrementBody struct {
+	By *int64 `json:"by"`
+}
+
+func (g *Gateway) incrementCounter(c echo.Context) error {
+	var b incrementBody
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	by := int64(1)
+	if b.By != nil {
+		by = *b.By
+	}
+	if by < 1 || by > counter.MaxIncrement {
+		return messages.Fail(messages.CodeValidationFailed, "by: must be between 1 and %d", counter.MaxIncrement)
+	}
+	return g.counterCall(c, http.StatusOK, nil, func(r *messages.CounterRequest) {
+		r.Command = &messages.CounterRequest_Increment{Increment: &messages.IncrementCounter{By: by}}
+	})
+}
+
+func (g *Gateway) resetCounter(c echo.Context) error {
+	var b struct{}
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	return g.counterCall(c, http.StatusOK, nil, func(r *messages.CounterRequest) {
+		r.Command = &messages.CounterRequest_Reset_{Reset_: &messages.ResetCounter{}}
+	})
+}
+
+func (g *Gateway) counterCall(c echo.Context, status int, _ func(*messages.CounterRequest) error, set func(*messages.CounterRequest)) error {
+	name, err := nameParam(c, "name")
+	if err != nil {
+		return err
+	}
+	cmdID, err := commandID(c, principal(c).Subject)
+	if err != nil {
+		return err
+	}
+	reply, err := callGrain[*messages.CounterReply](g, c, counter.Kind, name, func(deadline int64) any {
+		r := &messages.CounterRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
+		set(r)
+		return r
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(status, counterJSON{Name: name, Value: reply.GetValue()})
+}
+
+func (g *Gateway) spawnCounter(c echo.Context) error {
+	var b struct{}
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
+		r.Command = &messages.CounterGroupRequest_Spawn{Spawn: &messages.SpawnCounter{}}
+	})
+	if err != nil {
+		return err
+	}
+	if err := mustHave(reply.GetSpawned() != "", countergroup.Kind, group); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, map[string]string{"group": group, "counter": reply.GetSpawned()})
+}
+
+type broadcastBody struct {
+	Command *string `json:"command"`
+}
+
+func (g *Gateway) broadcastCounters(c echo.Context) error {
+	var b broadcastBody
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Command == nil || (*b.Command != "increment" && *b.Command != "reset") {
+		return messages.Fail(messages.CodeValidationFailed, `command: must be "increment" or "reset"`)
+	}
+	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
+		r.Command = &messages.CounterGroupRequest_Broadcast{Broadcast: &messages.BroadcastCounters{Command: *b.Command}}
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, renderGroup(group, reply))
+}
+
+func (g *Gateway) getCounterGroup(c echo.Context) error {
+	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
+		r.Command = &messages.CounterGroupRequest_Get{Get: &messages.GetCounterGroup{}}
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, renderGroup(group, reply))
+}
+
+func (g *Gateway) groupCall(c echo.Context, set func(*messages.CounterGroupRequest)) (string, *messages.CounterGroupReply, error) {
+	group, err := nameParam(c, "group")
+	if err != nil {
+		return "", nil, err
+	}
+	cmdID, err := commandID(c, principal(c).Subject)
+	if err != nil {
+		return "", nil, err
+	}
+	reply, err := callGrain[*messages.CounterGroupReply](g, c, countergroup.Kind, group, func(deadline int64) any {
+		r := &messages.CounterGroupRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
+		set(r)
+		return r
+	})
+	return group, reply, err
+}
+
+func renderGroup(group string, r *messages.CounterGroupReply) counterGroupJSON {
+	out := counterGroupJSON{Group: group, Counters: r.GetCounters(), Stopped: r.GetStopped(), Restarts: r.GetRestarts()}
+	if out.Counters == nil {
+		out.Counters = map[string]int64{}
+	}
+	if out.Stopped == nil {
+		out.Stopped = []string{}
+	}
+	if out.Restarts == nil {
+		out.Restarts = map[string]int32{}
+	}
+	return out
+}
