@@ -16,33 +16,55 @@ import (
 // Call sends msg to the grain (kind, identity) and returns its answer.
 //
 // It waits until ctx's deadline (or the member's RequestTimeout when ctx
-// has none). Proto.Actor re-sends the request after a dead letter (the
-// owner died or moved), so grains must drop duplicate command ids. Errors are
-// *messages.Failure: CodeTimeout when no answer came in time (the request
-// may still be applied), CodeServiceUnavailable when no member could host
-// the grain. Cancelling ctx early does not interrupt a request in flight.
+// has none). An attempt that gets no answer within AttemptTimeout is sent
+// again, to whichever member owns the identity by then: when the owner
+// died, its requests would otherwise wait out the whole deadline, and
+// Proto.Actor re-sends after dead letters anyway. Every grain request
+// therefore carries a command id and grains drop duplicates; reads are
+// naturally idempotent.
+//
+// Errors are *messages.Failure: CodeTimeout when no answer came in time
+// (the request may still be applied), CodeServiceUnavailable when no member
+// could host the grain. Cancelling ctx early does not interrupt an attempt
+// in flight.
 func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any, error) {
-	timeout := m.cfg.RequestTimeout
+	deadline := time.Now().Add(m.cfg.RequestTimeout)
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
+		deadline = dl
 	}
-	if timeout <= 0 {
-		return nil, messages.Fail(messages.CodeTimeout, "no time left to call %s/%s", kind, identity)
-	}
-	// Pass the root context and timeout explicitly: the package-level
-	// defaults are shared by every cluster in the process.
-	resp, err := m.Cluster.Request(identity, kind, msg,
-		pcluster.WithTimeout(timeout), pcluster.WithContext(m.System.Root))
-	if err != nil {
-		if isTimeout(err) {
-			return nil, messages.Fail(messages.CodeTimeout, "%s %s did not answer within %v", kind, identity, timeout.Round(time.Millisecond))
+	start := time.Now()
+	var lastErr error
+	for attempt := 1; ; attempt++ {
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			if lastErr == nil {
+				lastErr = messages.Fail(messages.CodeTimeout, "no time left to call %s/%s", kind, identity)
+			}
+			return nil, lastErr
 		}
-		return nil, messages.Fail(messages.CodeServiceUnavailable, "no member could serve %s %s: %v", kind, identity, err)
+		timeout := min(remaining, m.cfg.AttemptTimeout)
+		// Pass the root context and timeout explicitly: the package-level
+		// defaults are shared by every cluster in the process.
+		resp, err := m.Cluster.Request(identity, kind, msg,
+			pcluster.WithTimeout(timeout), pcluster.WithContext(m.System.Root))
+		switch {
+		case err == nil && resp != nil:
+			return resp, nil
+		case err == nil:
+			lastErr = messages.Fail(messages.CodeServiceUnavailable, "%s %s answered nothing", kind, identity)
+		case isTimeout(err):
+			lastErr = messages.Fail(messages.CodeTimeout, "%s %s did not answer within %v", kind, identity, time.Since(start).Round(time.Millisecond))
+		default:
+			lastErr = messages.Fail(messages.CodeServiceUnavailable, "no member could serve %s %s: %v", kind, identity, err)
+		}
+		if attempt > 1 || err != nil {
+			m.log.Debug("grain call attempt failed; re-sending", "kind", kind, "identity", identity, "attempt", attempt, "err", err)
+		}
+		// Give membership a moment to settle before asking again.
+		if pause := min(time.Until(deadline), 50*time.Millisecond); pause > 0 && !isTimeout(err) {
+			time.Sleep(pause)
+		}
 	}
-	if resp == nil {
-		return nil, messages.Fail(messages.CodeServiceUnavailable, "%s %s answered nothing", kind, identity)
-	}
-	return resp, nil
 }
 
 func isTimeout(err error) bool {

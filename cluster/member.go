@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -17,6 +18,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 )
 
@@ -27,6 +29,9 @@ const (
 	ProviderLocal = "local"
 	// ProviderAutomanaged polls a static list of peers over HTTP.
 	ProviderAutomanaged = "automanaged"
+	// ProviderEtcd registers each member under a leased key in etcd and
+	// watches the keys of the others (see etcd.go).
+	ProviderEtcd = "etcd"
 )
 
 // Config describes one member.
@@ -36,7 +41,7 @@ type Config struct {
 	// Host and Port of remoting; Port 0 picks a free port.
 	Host string
 	Port int
-	// Provider is ProviderLocal or ProviderAutomanaged.
+	// Provider is ProviderLocal, ProviderAutomanaged or ProviderEtcd.
 	Provider string
 	// LocalAgent is shared by the members of one in-process cluster; nil
 	// makes a fresh one (a cluster of one).
@@ -45,8 +50,24 @@ type Config struct {
 	// member's host:automanagedPort, this one included.
 	AutomanagedPort int
 	Peers           []string
+	// EtcdEndpoints are etcd's client endpoints, host:port or http:// URLs
+	// (127.0.0.1:2379).
+	EtcdEndpoints []string
+	// EtcdPrefix is the base key: a member registers under
+	// <EtcdPrefix>/<Name>/<member id>. Empty means DefaultEtcdPrefix.
+	EtcdPrefix string
+	// EtcdLeaseTTL is how long a member that stopped renewing its lease
+	// (crashed, cut off from etcd) stays listed; whole seconds. EtcdCallTimeout
+	// bounds each etcd request and must be below it; EtcdDialTimeout bounds
+	// connecting. Zero means the DefaultEtcd* value (see etcd.go).
+	EtcdLeaseTTL    time.Duration
+	EtcdCallTimeout time.Duration
+	EtcdDialTimeout time.Duration
 	// RequestTimeout is the default grain call timeout.
 	RequestTimeout time.Duration
+	// AttemptTimeout bounds one attempt of a grain call; a call re-sends
+	// after it (see Call), so a dead owner costs about this much.
+	AttemptTimeout time.Duration
 	// HeartbeatExpiration drops a member whose gossip heartbeat is older.
 	HeartbeatExpiration time.Duration
 }
@@ -58,6 +79,7 @@ func DefaultConfig() Config {
 		Host:                "127.0.0.1",
 		Provider:            ProviderLocal,
 		RequestTimeout:      5 * time.Second,
+		AttemptTimeout:      time.Second,
 		HeartbeatExpiration: 5 * time.Second,
 	}
 }
@@ -73,6 +95,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster: Port %d out of range", c.Port)
 	case c.RequestTimeout <= 0:
 		return fmt.Errorf("cluster: RequestTimeout %v must be > 0", c.RequestTimeout)
+	case c.AttemptTimeout <= 0:
+		return fmt.Errorf("cluster: AttemptTimeout %v must be > 0", c.AttemptTimeout)
 	case c.HeartbeatExpiration <= 0:
 		return fmt.Errorf("cluster: HeartbeatExpiration %v must be > 0", c.HeartbeatExpiration)
 	}
@@ -90,8 +114,12 @@ func (c Config) Validate() error {
 				return fmt.Errorf("cluster: peer %q is not host:port", p)
 			}
 		}
+	case ProviderEtcd:
+		if _, err := etcdSettingsOf(c); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("cluster: unknown Provider %q (want %s or %s)", c.Provider, ProviderLocal, ProviderAutomanaged)
+		return fmt.Errorf("cluster: unknown Provider %q (want %s, %s or %s)", c.Provider, ProviderLocal, ProviderAutomanaged, ProviderEtcd)
 	}
 	return nil
 }
@@ -102,6 +130,11 @@ type Member struct {
 	Cluster *pcluster.Cluster
 	cfg     Config
 	log     *slog.Logger
+	// view is the membership as of the last topology event. Proto.Actor's
+	// MemberList reads its member set without its lock, so we keep our own
+	// copy, written from the topology event it publishes under that lock.
+	view atomic.Pointer[[]MemberInfo]
+	sub  *eventstream.Subscription
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted
@@ -133,14 +166,28 @@ func Start(cfg Config, logger *slog.Logger, kinds func(memberID string) []*pclus
 		pcluster.WithHeartbeatExpiration(cfg.HeartbeatExpiration),
 	)
 	c := pcluster.New(system, cc)
-	// StartMember panics when the provider or remoting fails to start.
+	m = &Member{System: system, Cluster: c, cfg: cfg, log: logger.With("member", system.ID)}
+	empty := []MemberInfo{}
+	m.view.Store(&empty)
+	m.sub = system.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*pcluster.ClusterTopology); ok {
+			m.view.Store(snapshot(t.GetMembers(), system.ID))
+		}
+	})
+	// StartMember panics when the provider or remoting fails to start; take
+	// down what it started so nothing keeps running.
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("start cluster member: %v", r)
+			system.EventStream.Unsubscribe(m.sub)
+			func() {
+				defer func() { _ = recover() }()
+				c.Shutdown(false)
+			}()
+			m = nil
 		}
 	}()
 	c.StartMember()
-	m = &Member{System: system, Cluster: c, cfg: cfg, log: logger.With("member", system.ID)}
 	m.log.Info("cluster member started", "address", system.Address(), "provider", cfg.Provider)
 	return m, nil
 }
@@ -155,6 +202,8 @@ func newProvider(cfg Config) (pcluster.ClusterProvider, error) {
 		return test.NewTestProvider(agent), nil
 	case ProviderAutomanaged:
 		return automanaged.NewWithConfig(time.Second, cfg.AutomanagedPort, cfg.Peers...), nil
+	case ProviderEtcd:
+		return newEtcdProvider(cfg)
 	}
 	return nil, fmt.Errorf("cluster: unknown Provider %q", cfg.Provider)
 }
@@ -169,6 +218,7 @@ func (m *Member) Stop(graceful bool) {
 		}
 	}()
 	m.Cluster.Shutdown(graceful)
+	m.System.EventStream.Unsubscribe(m.sub)
 	m.log.Info("cluster member stopped", "graceful", graceful)
 }
 
@@ -182,26 +232,35 @@ type MemberInfo struct {
 
 // Members lists the members this member currently sees, itself included.
 func (m *Member) Members() []MemberInfo {
-	var out []MemberInfo
-	for _, mem := range m.Cluster.MemberList.Members().Members() {
-		status := "alive"
-		if mem.Id == m.ID() {
-			status = "alive (self)"
-		}
-		out = append(out, MemberInfo{
-			ID:      mem.Id,
-			Address: net.JoinHostPort(mem.Host, strconv.Itoa(int(mem.Port))),
-			Kinds:   mem.Kinds,
-			Status:  status,
-		})
-	}
-	return out
+	return append([]MemberInfo(nil), (*m.view.Load())...)
 }
 
 // Joined reports whether this member sees itself in the membership, i.e. it
 // can host and reach grains.
 func (m *Member) Joined() bool {
-	return m.Cluster.MemberList.ContainsMemberID(m.ID())
+	for _, mi := range *m.view.Load() {
+		if mi.ID == m.ID() {
+			return true
+		}
+	}
+	return false
+}
+
+func snapshot(members []*pcluster.Member, self string) *[]MemberInfo {
+	out := make([]MemberInfo, 0, len(members))
+	for _, mem := range members {
+		status := "alive"
+		if mem.GetId() == self {
+			status = "alive (self)"
+		}
+		out = append(out, MemberInfo{
+			ID:      mem.GetId(),
+			Address: net.JoinHostPort(mem.GetHost(), strconv.Itoa(int(mem.GetPort()))),
+			Kinds:   append([]string(nil), mem.GetKinds()...),
+			Status:  status,
+		})
+	}
+	return &out
 }
 
 // levelFloor drops records below min.

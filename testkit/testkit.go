@@ -21,6 +21,7 @@ import (
 
 	"granary/actors/account"
 	"granary/cluster"
+	"granary/cluster/balancer"
 	"granary/persistence"
 )
 
@@ -108,6 +109,9 @@ func (c *Cluster) AddMember() *cluster.Member {
 	if err != nil {
 		c.t.Fatalf("start member: %v", err)
 	}
+	if err := cluster.StartServices(m, c.grains); err != nil {
+		c.t.Fatalf("start services: %v", err)
+	}
 	liveMembers.Add(1)
 	c.mu.Lock()
 	c.members = append(c.members, m)
@@ -187,4 +191,20 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 		time.Sleep(delay)
 		delay = min(delay*2, 100*time.Millisecond)
 	}
+}
+
+// Services returns service clients (default configuration: auth, payments
+// when configured) that reach the cluster's instances from member i.
+func (c *Cluster) Services(i int) *balancer.Set {
+	c.t.Helper()
+	m := c.Member(i)
+	cfgs := map[string]balancer.Config{}
+	for name := range c.grains.Services {
+		cfgs[name] = balancer.DefaultConfig()
+	}
+	set, err := balancer.NewSet(cfgs, balancer.MembershipSource{Member: m, PerMember: c.grains.PerMember}, m.System.Root)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return set
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,12 +16,30 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"granary/cluster"
+	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/http/gateway"
+	"granary/messages"
 	"granary/persistence"
 	"granary/persistence/memory"
 	"granary/persistence/redis"
 )
+
+// seedAdmin creates user admin once: every member tries at start, the
+// journal lets exactly one register it.
+func seedAdmin(ctx context.Context, deps gateway.Deps, cfg config, log *slog.Logger) error {
+	_, err := gateway.RegisterUser(ctx, deps, 30*time.Second, "admin", cfg.AdminPassword, "Administrator", []string{auth.RoleAdmin}, nil)
+	var f *messages.Failure
+	switch {
+	case err == nil:
+		log.Info("created user admin from GRANARY_ADMIN_PASSWORD")
+	case errors.As(err, &f) && f.GetCode() == messages.CodeAlreadyExists:
+		log.Info("user admin already exists; GRANARY_ADMIN_PASSWORD not applied again")
+	default:
+		return fmt.Errorf("seed admin user: %w", err)
+	}
+	return nil
+}
 
 // registerBackends plugs the backends this binary ships into the
 // persistence registry, once per process.
@@ -84,14 +103,27 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		return err
 	}
 	defer member.Stop(true)
+	if err := cluster.StartServices(member, grains); err != nil {
+		return err
+	}
 
 	verifier, err := auth.NewVerifier(cfg.JWTSecret)
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(cfg.Gateway, gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log})
+	services, err := balancer.NewSet(cfg.Services, balancer.MembershipSource{Member: member, PerMember: grains.PerMember}, member.System.Root)
 	if err != nil {
 		return err
+	}
+	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: services}
+	gw, err := gateway.New(cfg.Gateway, deps)
+	if err != nil {
+		return err
+	}
+	if cfg.AdminPassword != "" {
+		if err := seedAdmin(ctx, deps, cfg, log); err != nil {
+			return err
+		}
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- gw.Serve(ln) }()

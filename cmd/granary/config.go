@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"granary/actors/service"
 	"granary/cluster"
+	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/http/gateway"
 )
@@ -35,6 +37,7 @@ type config struct {
 	LogJSON            bool
 	Cluster            cluster.Config
 	Grains             cluster.GrainsConfig
+	Services           map[string]balancer.Config
 	Gateway            gateway.Config
 	secretWasGenerated bool
 }
@@ -70,6 +73,7 @@ func settings(m mode) []setting {
 		{"GRANARY_GRAIN_IDLE_TIMEOUT", "5m", "passivate a grain idle this long", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.IdleTimeout })},
 		{"GRANARY_STORE_TIMEOUT", "3s", "timeout of each journal call", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.StoreTimeout })},
 		{"GRANARY_CALL_TIMEOUT", "5s", "timeout of a request's grain call (504 past it)", durSetting(func(c *config) *time.Duration { return &c.Gateway.CallTimeout })},
+		{"GRANARY_CALL_ATTEMPT_TIMEOUT", "1s", "a grain call re-sends (same command id) after this long without an answer", durSetting(func(c *config) *time.Duration { return &c.Cluster.AttemptTimeout })},
 		{"GRANARY_BODY_LIMIT", "1048576", "largest request body in bytes (413 past it)", func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n <= 0 {
@@ -87,6 +91,23 @@ func settings(m mode) []setting {
 		{"GRANARY_HEARTBEAT_EXPIRATION", "5s", "a member silent this long is dropped", durSetting(func(c *config) *time.Duration { return &c.Cluster.HeartbeatExpiration })},
 		{"GRANARY_COUNTER_MAX_RESTARTS", "3", "restarts a counter-group child gets within the window before it is stopped", intSetting(func(c *config) *int { return &c.Grains.Supervision.MaxRestarts }, 0)},
 		{"GRANARY_COUNTER_RESTART_WINDOW", "10s", "window of the restart budget", durSetting(func(c *config) *time.Duration { return &c.Grains.Supervision.RestartWindow })},
+		{"GRANARY_AUTH_STRATEGY", "least_connections", "how the auth service client picks an instance: round_robin, random or least_connections", strategySetting(service.AuthService)},
+		{"GRANARY_SERVICE_INSTANCES", "2", "instances of each stateless service per member", intSetting(func(c *config) *int { return &c.Grains.PerMember }, 1)},
+		{"GRANARY_SERVICE_TIMEOUT", "3s", "timeout of one call to a service instance", serviceSetting(func(b *balancer.Config, v string) error {
+			return parseDur(v, &b.CallTimeout)
+		})},
+		{"GRANARY_BREAKER_FAILURES", "5", "consecutive failures that open a service's circuit breaker", serviceSetting(func(b *balancer.Config, v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return fmt.Errorf("want a positive integer")
+			}
+			b.FailureThreshold = uint32(n)
+			return nil
+		})},
+		{"GRANARY_BREAKER_OPEN_TIMEOUT", "5s", "how long an open breaker fails fast before a trial call", serviceSetting(func(b *balancer.Config, v string) error {
+			return parseDur(v, &b.OpenTimeout)
+		})},
+		{"GRANARY_TOKEN_TTL", "1h", "validity of tokens issued by /auth/login", durSetting(func(c *config) *time.Duration { return &c.Gateway.TokenTTL })},
 		{"GRANARY_LOG_LEVEL", "info", "debug, info, warn or error", func(c *config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 		{"GRANARY_LOG_FORMAT", "text", "text or json", func(c *config, v string) error {
 			switch v {
@@ -124,6 +145,37 @@ func durSetting(field func(*config) *time.Duration) func(*config, string) error 
 	}
 }
 
+func parseDur(v string, d *time.Duration) error {
+	x, err := time.ParseDuration(v)
+	if err != nil || x <= 0 {
+		return fmt.Errorf("want a positive duration such as 5s")
+	}
+	*d = x
+	return nil
+}
+
+// serviceSetting applies a setting to every service client.
+func serviceSetting(f func(*balancer.Config, string) error) func(*config, string) error {
+	return func(c *config, v string) error {
+		for name, b := range c.Services {
+			if err := f(&b, v); err != nil {
+				return err
+			}
+			c.Services[name] = b
+		}
+		return nil
+	}
+}
+
+func strategySetting(svc string) func(*config, string) error {
+	return func(c *config, v string) error {
+		b := c.Services[svc]
+		b.Strategy = balancer.Strategy(v)
+		c.Services[svc] = b
+		return b.Validate()
+	}
+}
+
 func splitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
@@ -142,6 +194,7 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 		LogLevel:          slog.LevelInfo,
 		Cluster:           cluster.DefaultConfig(),
 		Grains:            cluster.DefaultGrainsConfig(),
+		Services:          map[string]balancer.Config{service.AuthService: balancer.DefaultConfig()},
 		Gateway:           gateway.DefaultConfig(),
 	}
 	if m == modeDev {

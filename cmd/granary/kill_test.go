@@ -20,15 +20,17 @@ type accountBody struct {
 	Version uint64 `json:"version"`
 }
 
+type eventJSONBody struct {
+	Version uint64 `json:"version"`
+	Type    string `json:"type"`
+	Data    struct {
+		Amount      int64  `json:"amount"`
+		Description string `json:"description"`
+	} `json:"data"`
+}
+
 type eventsBody struct {
-	Events []struct {
-		Version uint64 `json:"version"`
-		Type    string `json:"type"`
-		Data    struct {
-			Amount      int64  `json:"amount"`
-			Description string `json:"description"`
-		} `json:"data"`
-	} `json:"events"`
+	Events []eventJSONBody `json:"events"`
 }
 
 // Done-means 4 of issue 2: deposits acknowledged by a real granary process
@@ -103,16 +105,10 @@ func TestAcknowledgedDepositsSurviveSIGKILL(t *testing.T) {
 
 	second := startNode(t, env...)
 	c.base = second.base
-	var events eventsBody
-	if code, err := c.do("GET", "/api/v1/accounts/"+acc.ID+"/events?limit=1000", nil, &events); code != 200 || err != nil {
-		t.Fatalf("events after restart: %d %v", code, err)
-	}
+	events := allEvents(t, c, acc.ID)
 	stored := map[string]int64{}
 	var sum int64
-	for i, e := range events.Events {
-		if e.Version != uint64(i+1) {
-			t.Fatalf("event %d has version %d", i, e.Version)
-		}
+	for _, e := range events {
 		if e.Type != "MoneyDeposited" {
 			continue
 		}
@@ -131,8 +127,8 @@ func TestAcknowledgedDepositsSurviveSIGKILL(t *testing.T) {
 	if code, err := c.do("GET", "/api/v1/accounts/"+acc.ID, nil, &after); code != 200 || err != nil {
 		t.Fatalf("get after restart: %d %v", code, err)
 	}
-	if after.Balance != sum || after.Version != uint64(len(events.Events)) {
-		t.Fatalf("account %+v does not match its journal (sum %d, %d events)", after, sum, len(events.Events))
+	if after.Balance != sum || after.Version != uint64(len(events)) {
+		t.Fatalf("account %+v does not match its journal (sum %d, %d events)", after, sum, len(events))
 	}
 	t.Logf("acknowledged %d deposits before SIGKILL, %d sent; journal holds %d (the extra were in flight)", len(acked), sent.Load(), len(stored))
 }

@@ -47,6 +47,7 @@ func granaryBinary(t *testing.T) string {
 type node struct {
 	cmd    *exec.Cmd
 	base   string
+	member string
 	stderr *bytes.Buffer
 	done   chan struct{}
 }
@@ -67,11 +68,16 @@ func startNode(t *testing.T, env ...string) *node {
 		t.Fatal(err)
 	}
 	addr := make(chan string, 1)
+	member := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "Granary listening on "); ok {
+			line := sc.Text()
+			if rest, ok := strings.CutPrefix(line, "Granary listening on "); ok {
 				addr <- strings.TrimSpace(rest)
+			}
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "member:"); ok {
+				member <- strings.Fields(rest)[0]
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)
@@ -80,6 +86,7 @@ func startNode(t *testing.T, env ...string) *node {
 	t.Cleanup(func() { n.kill(t) })
 	select {
 	case n.base = <-addr:
+		n.member = <-member
 	case <-n.done:
 		t.Fatalf("granary node exited before listening:\n%s", n.stderr)
 	case <-time.After(30 * time.Second):
@@ -121,35 +128,47 @@ type client struct {
 }
 
 func (c client) do(method, path string, body any, out any) (int, error) {
+	status, _, err := c.call(method, path, body, out, nil)
+	return status, err
+}
+
+// call is do with request headers, returning the response headers too.
+func (c client) call(method, path string, body any, out any, headers map[string]string) (int, http.Header, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, c.base+path, rd)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, err
+		return resp.StatusCode, resp.Header, err
 	}
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode %s: %w", data, err)
+			return resp.StatusCode, resp.Header, fmt.Errorf("decode %s: %w", data, err)
 		}
 	}
-	return resp.StatusCode, nil
+	if resp.StatusCode >= 500 && resp.StatusCode != 503 && resp.StatusCode != 504 {
+		return resp.StatusCode, resp.Header, fmt.Errorf("%s %s: %d is a bug: %s", method, path, resp.StatusCode, data)
+	}
+	return resp.StatusCode, resp.Header, nil
 }

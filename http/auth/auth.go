@@ -90,3 +90,8 @@ func Issue(secret []byte, subject string, roles []string, now time.Time, ttl tim
 	}
 	return s, nil
 }
+
+// Issue signs a token for subject with this verifier's secret.
+func (v *Verifier) Issue(subject string, roles []string, now time.Time, ttl time.Duration) (string, error) {
+	return Issue(v.secret, subject, roles, now, ttl)
+}

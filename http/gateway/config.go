@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"granary/cluster"
+	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/persistence"
 )
@@ -18,6 +19,8 @@ import (
 type Config struct {
 	// CallTimeout bounds each request's grain calls (504 past it).
 	CallTimeout time.Duration
+	// TokenTTL is the validity of tokens issued by /auth/login.
+	TokenTTL time.Duration
 	// BodyLimit is the largest request body accepted (413 past it).
 	BodyLimit int64
 	// Server timeouts; ReadHeaderTimeout is the slowloris guard.
@@ -31,6 +34,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		CallTimeout:       5 * time.Second,
+		TokenTTL:          time.Hour,
 		BodyLimit:         1 << 20,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
@@ -42,7 +46,7 @@ func DefaultConfig() Config {
 // Validate names the first unusable field.
 func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
-		"CallTimeout": c.CallTimeout, "ReadHeaderTimeout": c.ReadHeaderTimeout,
+		"CallTimeout": c.CallTimeout, "TokenTTL": c.TokenTTL, "ReadHeaderTimeout": c.ReadHeaderTimeout,
 		"ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout,
 	} {
 		if d <= 0 {
@@ -61,11 +65,13 @@ type Deps struct {
 	Store    persistence.Store
 	Verifier *auth.Verifier
 	Logger   *slog.Logger
+	// Services reaches the stateless services (auth, payments).
+	Services *balancer.Set
 }
 
 func (d Deps) validate() error {
-	if d.Member == nil || d.Store == nil || d.Verifier == nil || d.Logger == nil {
-		return errors.New("gateway: Member, Store, Verifier and Logger are required")
+	if d.Member == nil || d.Store == nil || d.Verifier == nil || d.Logger == nil || d.Services == nil {
+		return errors.New("gateway: Member, Store, Verifier, Logger and Services are required")
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ func newGateway(t testing.TB, c *testkit.Cluster, cfg gateway.Config) *gateway.G
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Deps{Member: c.Member(0), Store: c.Store, Verifier: v, Logger: c.Log})
+	g, err := gateway.New(cfg, gateway.Deps{Member: c.Member(0), Store: c.Store, Verifier: v, Logger: c.Log, Services: c.Services(0)})
 	if err != nil {
 		t.Fatal(err)
 	}

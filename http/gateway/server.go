@@ -89,4 +89,5 @@ func (g *Gateway) routes(e *echo.Echo) {
 	e.GET("/api/v1/counter-groups/:group", g.getCounterGroup, authed)
 
 	e.GET("/api/v1/cluster/members", g.clusterMembers, authed, requireAdmin)
+	g.userRoutes(e)
 }
