@@ -36,6 +36,9 @@ func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any,
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		remaining := time.Until(deadline)
+		if ctx.Err() != nil {
+			remaining = 0 // cancelled: no further attempt
+		}
 		if remaining <= 0 {
 			if lastErr == nil {
 				lastErr = messages.Fail(messages.CodeTimeout, "no time left to call %s/%s", kind, identity)

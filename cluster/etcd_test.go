@@ -69,7 +69,7 @@ func TestEtcdProviderFormsCluster(t *testing.T) {
 		}
 	})
 	for i := range members {
-		m, err := cluster.Start(cfg, grains.Account.Logger, cluster.Kinds(grains))
+		m, err := cluster.Start(cfg, grains.Account.Logger, grains)
 		if err != nil {
 			t.Fatalf("start member %d: %v", i, err)
 		}

@@ -11,12 +11,20 @@ import (
 	"granary/actors/account"
 	"granary/actors/counter"
 	"granary/actors/countergroup"
+	"granary/actors/inventory"
+	"granary/actors/payment"
+	"granary/actors/saga"
 	"granary/actors/service"
 	"granary/actors/user"
+	"granary/cluster/balancer"
 )
 
-// GrainsConfig configures every grain kind a member hosts. Counters share
-// the accounts' storage settings.
+// ServiceFactory builds a service's handler for one member; call lets the
+// handler reach grains (payments records payments in payment grains).
+type ServiceFactory func(call service.Caller) service.Handler
+
+// GrainsConfig configures every grain kind and service a member hosts.
+// Counters, users and sagas share the accounts' storage settings.
 type GrainsConfig struct {
 	Account account.GrainConfig
 	// A counter-group child may restart MaxRestarts times within
@@ -26,57 +34,38 @@ type GrainsConfig struct {
 		RestartWindow time.Duration
 	}
 	// Services are the stateless services every member runs, PerMember
-	// instances each (see StartServices).
-	Services  map[string]service.Handler
+	// instances each; Clients configures how this member calls them.
+	Services  map[string]ServiceFactory
 	PerMember int
+	Clients   map[string]balancer.Config
+	// Sagas: how long a saga tries before it compensates, how long one
+	// step attempt and one drive may take, and how often every member
+	// sweeps for unfinished sagas (0 turns the sweep off).
+	Saga struct {
+		Deadline, StepTimeout, MaxDrive time.Duration
+		SweepInterval, SweepGrace       time.Duration
+	}
+	// PaymentLimit is the largest charge the payments service accepts.
+	PaymentLimit int64
 }
 
 // DefaultGrainsConfig returns the defaults; Store and Logger are the
 // caller's to set on Account.
 func DefaultGrainsConfig() GrainsConfig {
-	c := GrainsConfig{Account: account.DefaultGrainConfig(), PerMember: 2,
-		Services: map[string]service.Handler{service.AuthService: service.Auth}}
+	c := GrainsConfig{
+		Account:   account.DefaultGrainConfig(),
+		PerMember: 2,
+		Services: map[string]ServiceFactory{
+			service.AuthService: func(service.Caller) service.Handler { return service.Auth },
+		},
+		Clients:      map[string]balancer.Config{service.AuthService: balancer.DefaultConfig(), payment.Service: balancer.DefaultConfig()},
+		PaymentLimit: payment.DefaultLimit,
+	}
+	c.Services[payment.Service] = func(call service.Caller) service.Handler { return payment.Handler(call, c.PaymentLimit) }
 	c.Supervision.MaxRestarts, c.Supervision.RestartWindow = countergroup.DefaultSupervision()
+	c.Saga.Deadline, c.Saga.StepTimeout, c.Saga.MaxDrive = saga.DefaultDeadline, saga.DefaultStepTimeout, saga.DefaultMaxDrive
+	c.Saga.SweepInterval, c.Saga.SweepGrace = 10*time.Second, 10*time.Second
 	return c
-}
-
-// Kinds returns the grain kinds every Granary member hosts, for Start. Each
-// member's grains report that member's id (X-Served-By).
-func Kinds(cfg GrainsConfig) func(memberID string) []*pcluster.Kind {
-	return func(memberID string) []*pcluster.Kind {
-		a := cfg.Account
-		a.MemberID = memberID
-		c := counter.Config{
-			Store: a.Store, SnapshotEvery: a.SnapshotEvery, IdleTimeout: a.IdleTimeout, StoreTimeout: a.StoreTimeout,
-			RecentCommands: a.RecentCommands, MemberID: memberID, Logger: a.Logger, Now: a.Now,
-		}
-		g := countergroup.Config{Counter: c, MaxRestarts: cfg.Supervision.MaxRestarts, RestartWindow: cfg.Supervision.RestartWindow}
-		kinds := []*pcluster.Kind{
-			pcluster.NewKind(account.Kind, account.Props(a)),
-			pcluster.NewKind(counter.Kind, counter.GrainProps(c)),
-			pcluster.NewKind(countergroup.Kind, countergroup.Props(g)),
-			pcluster.NewKind(user.Kind, user.Props(c)),
-		}
-		// Services are kinds too, so that membership advertises which
-		// members run them; callers reach their named instances directly.
-		for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
-			kinds = append(kinds, pcluster.NewKind(name, service.Props(name, memberID, 0, cfg.Services[name], a.Logger)))
-		}
-		return kinds
-	}
-}
-
-// StartServices spawns PerMember named instances of every service on m.
-func StartServices(m *Member, cfg GrainsConfig) error {
-	for name, h := range cfg.Services {
-		for k := 1; k <= cfg.PerMember; k++ {
-			props := service.Props(name, m.ID(), k, h, cfg.Account.Logger)
-			if _, err := m.System.Root.SpawnNamed(props, service.InstanceName(name, k)); err != nil {
-				return fmt.Errorf("start %s instance %d: %w", name, k, err)
-			}
-		}
-	}
-	return nil
 }
 
 // Validate names the first unusable field.
@@ -87,8 +76,61 @@ func (c GrainsConfig) Validate() error {
 	if c.PerMember < 1 {
 		return fmt.Errorf("services: PerMember %d must be >= 1", c.PerMember)
 	}
+	for name := range c.Services {
+		if _, ok := c.Clients[name]; !ok {
+			return fmt.Errorf("services: %s has no client configuration", name)
+		}
+	}
+	if c.Saga.Deadline <= 0 || c.Saga.StepTimeout <= 0 || c.Saga.MaxDrive <= 0 || c.Saga.SweepInterval < 0 || c.Saga.SweepGrace < 0 {
+		return fmt.Errorf("sagas: Deadline %v, StepTimeout %v and MaxDrive %v must be > 0, sweep settings >= 0",
+			c.Saga.Deadline, c.Saga.StepTimeout, c.Saga.MaxDrive)
+	}
+	if c.PaymentLimit <= 0 {
+		return fmt.Errorf("payments: PaymentLimit %d must be > 0", c.PaymentLimit)
+	}
 	if c.Supervision.MaxRestarts < 0 || c.Supervision.RestartWindow <= 0 {
 		return fmt.Errorf("supervision: MaxRestarts %d must be >= 0 and RestartWindow %v > 0", c.Supervision.MaxRestarts, c.Supervision.RestartWindow)
 	}
 	return nil
+}
+
+// counterConfig is the storage configuration every non-account grain uses.
+func (c GrainsConfig) counterConfig(memberID string) counter.Config {
+	a := c.Account
+	return counter.Config{
+		Store: a.Store, SnapshotEvery: a.SnapshotEvery, IdleTimeout: a.IdleTimeout, StoreTimeout: a.StoreTimeout,
+		RecentCommands: a.RecentCommands, MemberID: memberID, Logger: a.Logger, Now: a.Now,
+	}
+}
+
+// kinds returns the grain kinds member m hosts; its grains report m's id
+// (X-Served-By) and reach other grains and services through m.
+func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
+	a := cfg.Account
+	a.MemberID = m.ID()
+	c := cfg.counterConfig(m.ID())
+	g := countergroup.Config{Counter: c, MaxRestarts: cfg.Supervision.MaxRestarts, RestartWindow: cfg.Supervision.RestartWindow}
+	out := []*pcluster.Kind{
+		pcluster.NewKind(account.Kind, account.Props(a)),
+		pcluster.NewKind(counter.Kind, counter.GrainProps(c)),
+		pcluster.NewKind(countergroup.Kind, countergroup.Props(g)),
+		pcluster.NewKind(user.Kind, user.Props(c)),
+		pcluster.NewKind(inventory.Kind, inventory.Props(c)),
+		pcluster.NewKind(payment.Kind, payment.Props(c)),
+	}
+	sc := saga.Config{
+		Store: a.Store, SnapshotEvery: a.SnapshotEvery, IdleTimeout: a.IdleTimeout, StoreTimeout: a.StoreTimeout,
+		RecentCommands: a.RecentCommands, MemberID: m.ID(), Logger: a.Logger, Now: a.Now,
+		Participants: saga.Participants{Call: m, Services: m.services},
+		Deadline:     cfg.Saga.Deadline, StepTimeout: cfg.Saga.StepTimeout, MaxDrive: cfg.Saga.MaxDrive,
+	}
+	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
+		out = append(out, pcluster.NewKind(def.Kind, saga.Props(def, sc)))
+	}
+	// Services are kinds too, so that membership advertises which members
+	// run them; callers reach their named instances directly.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
+		out = append(out, pcluster.NewKind(name, service.Props(name, m.ID(), 0, cfg.Services[name](m), a.Logger)))
+	}
+	return out
 }

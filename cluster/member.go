@@ -20,6 +20,9 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+
+	"granary/actors/saga"
+	"granary/cluster/balancer"
 )
 
 // Provider names.
@@ -133,8 +136,12 @@ type Member struct {
 	// view is the membership as of the last topology event. Proto.Actor's
 	// MemberList reads its member set without its lock, so we keep our own
 	// copy, written from the topology event it publishes under that lock.
-	view atomic.Pointer[[]MemberInfo]
-	sub  *eventstream.Subscription
+	view     atomic.Pointer[[]MemberInfo]
+	sub      *eventstream.Subscription
+	services *balancer.Set
+	// stopSweep ends the saga sweep; sweepDone closes when it has.
+	stopSweep context.CancelFunc
+	sweepDone chan struct{}
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted
@@ -144,10 +151,13 @@ func (m *Member) ID() string { return m.System.ID }
 // Address is the member's remoting address.
 func (m *Member) Address() string { return m.System.Address() }
 
-// Start starts a member and joins the cluster. kinds builds the grain kinds
-// it hosts, given the member's id (known only once its actor system exists).
-func Start(cfg Config, logger *slog.Logger, kinds func(memberID string) []*pcluster.Kind) (m *Member, err error) {
+// Start starts a member hosting the grains and services of grains, joins
+// the cluster, and starts the member's service instances.
+func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err error) {
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := grains.Validate(); err != nil {
 		return nil, err
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
@@ -159,14 +169,21 @@ func Start(cfg Config, logger *slog.Logger, kinds func(memberID string) []*pclus
 	if err != nil {
 		return nil, err
 	}
+	// The member exists before its cluster so that grains and services can
+	// hold it as their way to call other grains; no call happens before
+	// StartMember.
+	m = &Member{System: system, cfg: cfg, log: logger.With("member", system.ID)}
+	if m.services, err = balancer.NewSet(grains.Clients, ServiceSource{Member: m, PerMember: grains.PerMember}, system.Root); err != nil {
+		return nil, err
+	}
 	rc := remote.Configure(cfg.Host, cfg.Port)
 	cc := pcluster.Configure(cfg.Name, provider, disthash.New(), rc,
-		pcluster.WithKinds(kinds(system.ID)...),
+		pcluster.WithKinds(kinds(m, grains)...),
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 		pcluster.WithHeartbeatExpiration(cfg.HeartbeatExpiration),
 	)
 	c := pcluster.New(system, cc)
-	m = &Member{System: system, Cluster: c, cfg: cfg, log: logger.With("member", system.ID)}
+	m.Cluster = c
 	empty := []MemberInfo{}
 	m.view.Store(&empty)
 	m.sub = system.EventStream.Subscribe(func(evt any) {
@@ -188,6 +205,11 @@ func Start(cfg Config, logger *slog.Logger, kinds func(memberID string) []*pclus
 		}
 	}()
 	c.StartMember()
+	if err := startServices(m, grains); err != nil {
+		m.Stop(false)
+		return nil, err
+	}
+	m.startSweep(grains)
 	m.log.Info("cluster member started", "address", system.Address(), "provider", cfg.Provider)
 	return m, nil
 }
@@ -208,6 +230,21 @@ func newProvider(cfg Config) (pcluster.ClusterProvider, error) {
 	return nil, fmt.Errorf("cluster: unknown Provider %q", cfg.Provider)
 }
 
+// startSweep runs the saga recovery sweep until Stop.
+func (m *Member) startSweep(cfg GrainsConfig) {
+	if cfg.Saga.SweepInterval <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopSweep, m.sweepDone = cancel, make(chan struct{})
+	w := saga.Sweeper{Index: cfg.Account.Store, Call: m, Interval: cfg.Saga.SweepInterval, Grace: cfg.Saga.SweepGrace,
+		Batch: 100, Logger: m.log}
+	go func() {
+		defer close(m.sweepDone)
+		w.Run(ctx)
+	}()
+}
+
 // Stop leaves the cluster. graceful hands grains over and takes a few
 // seconds; otherwise remoting stops at once, as if the process died.
 func (m *Member) Stop(graceful bool) {
@@ -217,6 +254,10 @@ func (m *Member) Stop(graceful bool) {
 			m.log.Warn("cluster shutdown panicked", "panic", r)
 		}
 	}()
+	if m.stopSweep != nil {
+		m.stopSweep()
+		<-m.sweepDone
+	}
 	m.Cluster.Shutdown(graceful)
 	m.System.EventStream.Unsubscribe(m.sub)
 	m.log.Info("cluster member stopped", "graceful", graceful)

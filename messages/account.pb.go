@@ -145,7 +145,10 @@ type Deposit struct {
 	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	// Set when the money belongs to a transfer saga, so the account's history
 	// explains every cent.
-	TransferId    string `protobuf:"bytes,3,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	TransferId string `protobuf:"bytes,3,opt,name=transfer_id,json=transferId,proto3" json:"transfer_id,omitempty"`
+	// A transfer saga giving money back: allowed even into a closed account,
+	// since the money must go somewhere. Honoured only for admin callers.
+	Compensation  bool `protobuf:"varint,4,opt,name=compensation,proto3" json:"compensation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +202,13 @@ func (x *Deposit) GetTransferId() string {
 		return x.TransferId
 	}
 	return ""
+}
+
+func (x *Deposit) GetCompensation() bool {
+	if x != nil {
+		return x.Compensation
+	}
+	return false
 }
 
 type Withdraw struct {
@@ -1181,12 +1191,13 @@ const file_account_proto_rawDesc = "" +
 	"\x0eaccount_number\x18\x01 \x01(\tR\raccountNumber\x12\x1d\n" +
 	"\n" +
 	"owner_name\x18\x02 \x01(\tR\townerName\x12'\n" +
-	"\x0finitial_balance\x18\x03 \x01(\x03R\x0einitialBalance\"d\n" +
+	"\x0finitial_balance\x18\x03 \x01(\x03R\x0einitialBalance\"\x88\x01\n" +
 	"\aDeposit\x12\x16\n" +
 	"\x06amount\x18\x01 \x01(\x03R\x06amount\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +
 	"\vtransfer_id\x18\x03 \x01(\tR\n" +
-	"transferId\"e\n" +
+	"transferId\x12\"\n" +
+	"\fcompensation\x18\x04 \x01(\bR\fcompensation\"e\n" +
 	"\bWithdraw\x12\x16\n" +
 	"\x06amount\x18\x01 \x01(\x03R\x06amount\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1f\n" +

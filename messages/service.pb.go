@@ -129,6 +129,8 @@ type ServiceRequest struct {
 	//
 	//	*ServiceRequest_HashPassword
 	//	*ServiceRequest_VerifyPassword
+	//	*ServiceRequest_ChargePayment
+	//	*ServiceRequest_RefundPayment
 	Call          isServiceRequest_Call `protobuf_oneof:"call"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -196,6 +198,24 @@ func (x *ServiceRequest) GetVerifyPassword() *VerifyPassword {
 	return nil
 }
 
+func (x *ServiceRequest) GetChargePayment() *ChargePayment {
+	if x != nil {
+		if x, ok := x.Call.(*ServiceRequest_ChargePayment); ok {
+			return x.ChargePayment
+		}
+	}
+	return nil
+}
+
+func (x *ServiceRequest) GetRefundPayment() *RefundPayment {
+	if x != nil {
+		if x, ok := x.Call.(*ServiceRequest_RefundPayment); ok {
+			return x.RefundPayment
+		}
+	}
+	return nil
+}
+
 type isServiceRequest_Call interface {
 	isServiceRequest_Call()
 }
@@ -208,9 +228,21 @@ type ServiceRequest_VerifyPassword struct {
 	VerifyPassword *VerifyPassword `protobuf:"bytes,11,opt,name=verify_password,json=verifyPassword,proto3,oneof"`
 }
 
+type ServiceRequest_ChargePayment struct {
+	ChargePayment *ChargePayment `protobuf:"bytes,12,opt,name=charge_payment,json=chargePayment,proto3,oneof"`
+}
+
+type ServiceRequest_RefundPayment struct {
+	RefundPayment *RefundPayment `protobuf:"bytes,13,opt,name=refund_payment,json=refundPayment,proto3,oneof"`
+}
+
 func (*ServiceRequest_HashPassword) isServiceRequest_Call() {}
 
 func (*ServiceRequest_VerifyPassword) isServiceRequest_Call() {}
+
+func (*ServiceRequest_ChargePayment) isServiceRequest_Call() {}
+
+func (*ServiceRequest_RefundPayment) isServiceRequest_Call() {}
 
 type ServiceReply struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -221,6 +253,7 @@ type ServiceReply struct {
 	//
 	//	*ServiceReply_PasswordHash
 	//	*ServiceReply_PasswordOk
+	//	*ServiceReply_Payment
 	Result        isServiceReply_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -302,6 +335,15 @@ func (x *ServiceReply) GetPasswordOk() bool {
 	return false
 }
 
+func (x *ServiceReply) GetPayment() *PaymentState {
+	if x != nil {
+		if x, ok := x.Result.(*ServiceReply_Payment); ok {
+			return x.Payment
+		}
+	}
+	return nil
+}
+
 type isServiceReply_Result interface {
 	isServiceReply_Result()
 }
@@ -314,9 +356,15 @@ type ServiceReply_PasswordOk struct {
 	PasswordOk bool `protobuf:"varint,11,opt,name=password_ok,json=passwordOk,proto3,oneof"`
 }
 
+type ServiceReply_Payment struct {
+	Payment *PaymentState `protobuf:"bytes,12,opt,name=payment,proto3,oneof"`
+}
+
 func (*ServiceReply_PasswordHash) isServiceReply_Result() {}
 
 func (*ServiceReply_PasswordOk) isServiceReply_Result() {}
+
+func (*ServiceReply_Payment) isServiceReply_Result() {}
 
 type RegisterUser struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -847,18 +895,21 @@ var File_service_proto protoreflect.FileDescriptor
 const file_service_proto_rawDesc = "" +
 	"\n" +
 	"\rservice.proto\x12\n" +
-	"granary.v1\x1a\raccount.proto\"*\n" +
+	"granary.v1\x1a\raccount.proto\x1a\n" +
+	"saga.proto\"*\n" +
 	"\fHashPassword\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\tR\bpassword\"O\n" +
 	"\x0eVerifyPassword\x12!\n" +
 	"\fencoded_hash\x18\x01 \x01(\tR\vencodedHash\x12\x1a\n" +
-	"\bpassword\x18\x02 \x01(\tR\bpassword\"\xca\x01\n" +
+	"\bpassword\x18\x02 \x01(\tR\bpassword\"\xd2\x02\n" +
 	"\x0eServiceRequest\x12(\n" +
 	"\x10deadline_unix_ms\x18\x01 \x01(\x03R\x0edeadlineUnixMs\x12?\n" +
 	"\rhash_password\x18\n" +
 	" \x01(\v2\x18.granary.v1.HashPasswordH\x00R\fhashPassword\x12E\n" +
-	"\x0fverify_password\x18\v \x01(\v2\x1a.granary.v1.VerifyPasswordH\x00R\x0everifyPasswordB\x06\n" +
-	"\x04call\"\xca\x01\n" +
+	"\x0fverify_password\x18\v \x01(\v2\x1a.granary.v1.VerifyPasswordH\x00R\x0everifyPassword\x12B\n" +
+	"\x0echarge_payment\x18\f \x01(\v2\x19.granary.v1.ChargePaymentH\x00R\rchargePayment\x12B\n" +
+	"\x0erefund_payment\x18\r \x01(\v2\x19.granary.v1.RefundPaymentH\x00R\rrefundPaymentB\x06\n" +
+	"\x04call\"\x80\x02\n" +
 	"\fServiceReply\x12-\n" +
 	"\afailure\x18\x01 \x01(\v2\x13.granary.v1.FailureR\afailure\x12\x1b\n" +
 	"\tserved_by\x18\x02 \x01(\tR\bservedBy\x12\x1a\n" +
@@ -866,7 +917,8 @@ const file_service_proto_rawDesc = "" +
 	"\rpassword_hash\x18\n" +
 	" \x01(\tH\x00R\fpasswordHash\x12!\n" +
 	"\vpassword_ok\x18\v \x01(\bH\x00R\n" +
-	"passwordOkB\b\n" +
+	"passwordOk\x124\n" +
+	"\apayment\x18\f \x01(\v2\x18.granary.v1.PaymentStateH\x00R\apaymentB\b\n" +
 	"\x06result\"l\n" +
 	"\fRegisterUser\x12!\n" +
 	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\x12#\n" +
@@ -934,23 +986,29 @@ var file_service_proto_goTypes = []any{
 	(*UserRegistered)(nil), // 9: granary.v1.UserRegistered
 	(*UserEvent)(nil),      // 10: granary.v1.UserEvent
 	(*UserSnapshot)(nil),   // 11: granary.v1.UserSnapshot
-	(*Failure)(nil),        // 12: granary.v1.Failure
+	(*ChargePayment)(nil),  // 12: granary.v1.ChargePayment
+	(*RefundPayment)(nil),  // 13: granary.v1.RefundPayment
+	(*Failure)(nil),        // 14: granary.v1.Failure
+	(*PaymentState)(nil),   // 15: granary.v1.PaymentState
 }
 var file_service_proto_depIdxs = []int32{
 	0,  // 0: granary.v1.ServiceRequest.hash_password:type_name -> granary.v1.HashPassword
 	1,  // 1: granary.v1.ServiceRequest.verify_password:type_name -> granary.v1.VerifyPassword
-	12, // 2: granary.v1.ServiceReply.failure:type_name -> granary.v1.Failure
-	4,  // 3: granary.v1.UserRequest.register:type_name -> granary.v1.RegisterUser
-	5,  // 4: granary.v1.UserRequest.get:type_name -> granary.v1.GetUser
-	7,  // 5: granary.v1.UserReply.user:type_name -> granary.v1.UserState
-	12, // 6: granary.v1.UserReply.failure:type_name -> granary.v1.Failure
-	9,  // 7: granary.v1.UserEvent.registered:type_name -> granary.v1.UserRegistered
-	7,  // 8: granary.v1.UserSnapshot.state:type_name -> granary.v1.UserState
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 2: granary.v1.ServiceRequest.charge_payment:type_name -> granary.v1.ChargePayment
+	13, // 3: granary.v1.ServiceRequest.refund_payment:type_name -> granary.v1.RefundPayment
+	14, // 4: granary.v1.ServiceReply.failure:type_name -> granary.v1.Failure
+	15, // 5: granary.v1.ServiceReply.payment:type_name -> granary.v1.PaymentState
+	4,  // 6: granary.v1.UserRequest.register:type_name -> granary.v1.RegisterUser
+	5,  // 7: granary.v1.UserRequest.get:type_name -> granary.v1.GetUser
+	7,  // 8: granary.v1.UserReply.user:type_name -> granary.v1.UserState
+	14, // 9: granary.v1.UserReply.failure:type_name -> granary.v1.Failure
+	9,  // 10: granary.v1.UserEvent.registered:type_name -> granary.v1.UserRegistered
+	7,  // 11: granary.v1.UserSnapshot.state:type_name -> granary.v1.UserState
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -959,13 +1017,17 @@ func file_service_proto_init() {
 		return
 	}
 	file_account_proto_init()
+	file_saga_proto_init()
 	file_service_proto_msgTypes[2].OneofWrappers = []any{
 		(*ServiceRequest_HashPassword)(nil),
 		(*ServiceRequest_VerifyPassword)(nil),
+		(*ServiceRequest_ChargePayment)(nil),
+		(*ServiceRequest_RefundPayment)(nil),
 	}
 	file_service_proto_msgTypes[3].OneofWrappers = []any{
 		(*ServiceReply_PasswordHash)(nil),
 		(*ServiceReply_PasswordOk)(nil),
+		(*ServiceReply_Payment)(nil),
 	}
 	file_service_proto_msgTypes[6].OneofWrappers = []any{
 		(*UserRequest_Register)(nil),

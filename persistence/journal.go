@@ -109,6 +109,7 @@ type SnapshotStore interface {
 type Store interface {
 	Journal
 	SnapshotStore
+	SagaIndex
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -36,7 +36,25 @@ type Cluster struct {
 	mu      sync.Mutex
 	members []*cluster.Member
 	stopped []bool
+	// pollDone stops the membership poll (see pollMembership).
+	pollDone chan struct{}
+	pollWG   sync.WaitGroup
+	// killed holds members killed and still listed by the registry.
+	killed map[string]time.Time
 }
+
+// MembershipPoll is how often the cluster's in-memory registry reports the
+// registered members to every member again, as a polling provider would.
+// Members drop a peer from that report once its gossip heartbeat has
+// expired (cluster.Config.HeartbeatExpiration), so this is what lets a
+// killed member's grains move: Proto.Actor's test provider only reports on
+// registration changes, and a crashed member never deregisters.
+const MembershipPoll = 250 * time.Millisecond
+
+// RegistryTTL is how long the in-memory registry keeps listing a killed
+// member, like a service registry whose entry expires once a crashed
+// process stops renewing it.
+const RegistryTTL = 3 * time.Second
 
 // Option adjusts a Cluster before it starts.
 type Option func(*Cluster)
@@ -64,7 +82,8 @@ func WithClusterConfig(f func(*cluster.Config)) Option {
 // NewCluster starts n members and waits until each sees all of them.
 func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, agent: test.NewInMemAgent(), grains: cluster.DefaultGrainsConfig(), cfg: cluster.DefaultConfig()}
+	c := &Cluster{t: t, agent: test.NewInMemAgent(), grains: cluster.DefaultGrainsConfig(), cfg: cluster.DefaultConfig(),
+		killed: map[string]time.Time{}}
 	c.Log = Logger(t)
 	for _, o := range opts {
 		o(c)
@@ -79,7 +98,10 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	if err := c.grains.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.stopAll)
+	c.pollDone = make(chan struct{})
+	c.pollWG.Add(1)
+	go c.pollMembership()
+	t.Cleanup(c.close)
 	for i := 0; i < n; i++ {
 		c.AddMember()
 	}
@@ -102,21 +124,24 @@ const ErrSharedProcessRace = "skipped under -race: Proto.Actor's remote.Start (p
 // ErrSharedProcessRace).
 func (c *Cluster) AddMember() *cluster.Member {
 	c.t.Helper()
-	if RaceEnabled && liveMembers.Load() > 0 {
-		c.t.Skip(ErrSharedProcessRace)
-	}
-	m, err := cluster.Start(c.cfg, c.Log, cluster.Kinds(c.grains))
-	if err != nil {
-		c.t.Fatalf("start member: %v", err)
-	}
-	if err := cluster.StartServices(m, c.grains); err != nil {
-		c.t.Fatalf("start services: %v", err)
-	}
-	liveMembers.Add(1)
+	m := c.start()
 	c.mu.Lock()
 	c.members = append(c.members, m)
 	c.stopped = append(c.stopped, false)
 	c.mu.Unlock()
+	return m
+}
+
+func (c *Cluster) start() *cluster.Member {
+	c.t.Helper()
+	if RaceEnabled && liveMembers.Load() > 0 {
+		c.t.Skip(ErrSharedProcessRace)
+	}
+	m, err := cluster.Start(c.cfg, c.Log, c.grains)
+	if err != nil {
+		c.t.Fatalf("start member: %v", err)
+	}
+	liveMembers.Add(1)
 	return m
 }
 
@@ -127,12 +152,32 @@ func (c *Cluster) Member(i int) *cluster.Member {
 	return c.members[i]
 }
 
-// Kill stops member i at once, without handing anything over, as a crash
-// would (its gRPC server stops; its grains are gone).
+// Kill crashes member i: it falls silent at once (its gossip stops, so it
+// neither heartbeats nor announces that it is leaving; its gRPC server
+// stops; its grains are gone) and hands nothing over. The others find out
+// as they would in production: the registry drops it after RegistryTTL and
+// gossip blocks it once its heartbeat is older than the members'
+// HeartbeatExpiration, whichever comes first. Its grains are activated
+// again, from the journal, on whichever member owns them next.
 func (c *Cluster) Kill(i int) { c.stop(i, false) }
 
-// Leave stops member i gracefully.
+// Leave stops member i gracefully: it deregisters at once, so the others
+// route its grains elsewhere straight away, and winds down over about two
+// seconds (Proto.Actor waits for the handover). Leave blocks until it has.
 func (c *Cluster) Leave(i int) { c.stop(i, true) }
+
+// Restart kills member i if it still runs and starts a new member in its
+// place: Member(i) is the new one afterwards. Like a restarted process it
+// joins with a new id; wait for it with WaitForMembers.
+func (c *Cluster) Restart(i int) *cluster.Member {
+	c.t.Helper()
+	c.Kill(i)
+	m := c.start()
+	c.mu.Lock()
+	c.members[i], c.stopped[i] = m, false
+	c.mu.Unlock()
+	return m
+}
 
 func (c *Cluster) stop(i int, graceful bool) {
 	c.mu.Lock()
@@ -143,15 +188,76 @@ func (c *Cluster) stop(i int, graceful bool) {
 	c.stopped[i] = true
 	m := c.members[i]
 	c.mu.Unlock()
+	if !graceful {
+		silence(m)
+		c.mu.Lock()
+		c.killed[m.ID()] = time.Now()
+		c.mu.Unlock()
+	}
 	m.Stop(graceful)
 	liveMembers.Add(-1)
 }
 
+// silence stops m's gossip. A crashed process sends nothing more, but
+// Proto.Actor's non-graceful shutdown first gossips that the member left
+// gracefully and keeps gossiping until its loop notices, so in one process
+// the others would learn of a "crash" at once.
+func silence(m *cluster.Member) {
+	defer func() { _ = recover() }() // closing an already closed gossip
+	m.Cluster.Gossip.Shutdown()
+}
+
+// pollMembership re-publishes the registry until the cluster closes, and
+// drops members killed more than RegistryTTL ago from it.
+func (c *Cluster) pollMembership() {
+	defer c.pollWG.Done()
+	tick := time.NewTicker(MembershipPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.pollDone:
+			return
+		case <-tick.C:
+			var expired []string
+			c.mu.Lock()
+			for id, at := range c.killed {
+				if time.Since(at) >= RegistryTTL {
+					expired = append(expired, id)
+					delete(c.killed, id)
+				}
+			}
+			c.mu.Unlock()
+			for _, id := range expired {
+				c.agent.DeregisterService(id) // reports to every member
+			}
+			c.agent.ForceUpdate()
+		}
+	}
+}
+
+// close stops the poll, then every member still running.
+func (c *Cluster) close() {
+	close(c.pollDone)
+	c.pollWG.Wait()
+	c.stopAll()
+}
+
+// stopAll silences every running member before stopping any, so that none
+// gossips to a peer that has already gone: Proto.Actor leaks the gRPC
+// connections of every failed dial to a dead peer (see LeakOptions).
 func (c *Cluster) stopAll() {
 	c.mu.Lock()
-	n := len(c.members)
+	var running []int
+	for i, stopped := range c.stopped {
+		if !stopped {
+			running = append(running, i)
+		}
+	}
 	c.mu.Unlock()
-	for i := 0; i < n; i++ {
+	for _, i := range running {
+		silence(c.Member(i))
+	}
+	for _, i := range running {
 		c.stop(i, false)
 	}
 }
@@ -193,18 +299,5 @@ func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// Services returns service clients (default configuration: auth, payments
-// when configured) that reach the cluster's instances from member i.
-func (c *Cluster) Services(i int) *balancer.Set {
-	c.t.Helper()
-	m := c.Member(i)
-	cfgs := map[string]balancer.Config{}
-	for name := range c.grains.Services {
-		cfgs[name] = balancer.DefaultConfig()
-	}
-	set, err := balancer.NewSet(cfgs, balancer.MembershipSource{Member: m, PerMember: c.grains.PerMember}, m.System.Root)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return set
-}
+// Services returns member i's clients of the stateless services.
+func (c *Cluster) Services(i int) *balancer.Set { return c.Member(i).Services() }

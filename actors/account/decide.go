@@ -30,7 +30,10 @@ func Decide(s State, req *messages.AccountRequest, now time.Time) ([]*messages.A
 	if req.GetCheckVersion() && req.GetExpectedVersion() != s.Version {
 		return nil, &VersionConflictError{Expected: req.GetExpectedVersion(), Actual: s.Version}
 	}
-	if s.Closed {
+	// A saga's compensation gives money back even to a closed account:
+	// destroying it is worse than a deposit after closing.
+	refund := req.GetDeposit().GetCompensation() && req.GetCaller().GetAdmin()
+	if s.Closed && !refund {
 		return nil, ErrClosed
 	}
 	ev := &messages.AccountEvent{CommandId: req.GetCommandId(), OccurredAtUnixMs: now.UnixMilli()}

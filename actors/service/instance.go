@@ -71,3 +71,9 @@ func (i *instance) serve(req *messages.ServiceRequest) (reply *messages.ServiceR
 func (i *instance) fail(f *messages.Failure) *messages.ServiceReply {
 	return &messages.ServiceReply{Failure: f, ServedBy: i.member, Instance: i.id}
 }
+
+// Caller reaches grains by identity; a cluster member is one. Services use
+// it to record what they did in grains.
+type Caller interface {
+	Call(ctx context.Context, kind, identity string, msg any) (any, error)
+}

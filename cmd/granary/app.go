@@ -16,7 +16,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 
 	"granary/cluster"
-	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/http/gateway"
 	"granary/messages"
@@ -98,24 +97,17 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	if err := grains.Validate(); err != nil {
 		return err
 	}
-	member, err := cluster.Start(cfg.Cluster, log, cluster.Kinds(grains))
+	member, err := cluster.Start(cfg.Cluster, log, grains)
 	if err != nil {
 		return err
 	}
 	defer member.Stop(true)
-	if err := cluster.StartServices(member, grains); err != nil {
-		return err
-	}
 
 	verifier, err := auth.NewVerifier(cfg.JWTSecret)
 	if err != nil {
 		return err
 	}
-	services, err := balancer.NewSet(cfg.Services, balancer.MembershipSource{Member: member, PerMember: grains.PerMember}, member.System.Root)
-	if err != nil {
-		return err
-	}
-	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: services}
+	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: member.Services()}
 	gw, err := gateway.New(cfg.Gateway, deps)
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"granary/actors/payment"
 	"granary/actors/service"
 	"granary/cluster"
 	"granary/cluster/balancer"
@@ -37,7 +38,6 @@ type config struct {
 	LogJSON            bool
 	Cluster            cluster.Config
 	Grains             cluster.GrainsConfig
-	Services           map[string]balancer.Config
 	Gateway            gateway.Config
 	secretWasGenerated bool
 }
@@ -92,6 +92,18 @@ func settings(m mode) []setting {
 		{"GRANARY_COUNTER_MAX_RESTARTS", "3", "restarts a counter-group child gets within the window before it is stopped", intSetting(func(c *config) *int { return &c.Grains.Supervision.MaxRestarts }, 0)},
 		{"GRANARY_COUNTER_RESTART_WINDOW", "10s", "window of the restart budget", durSetting(func(c *config) *time.Duration { return &c.Grains.Supervision.RestartWindow })},
 		{"GRANARY_AUTH_STRATEGY", "least_connections", "how the auth service client picks an instance: round_robin, random or least_connections", strategySetting(service.AuthService)},
+		{"GRANARY_PAYMENTS_STRATEGY", "least_connections", "how the payments service client picks an instance", strategySetting(payment.Service)},
+		{"GRANARY_PAYMENT_LIMIT", "100000", "largest payment in minor units; above it process_payment fails", func(c *config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("want a positive integer")
+			}
+			c.Grains.PaymentLimit = n
+			return nil
+		}},
+		{"GRANARY_SAGA_DEADLINE", "30s", "a saga gives up steps not yet begun, and steps that can be undone, after this long, and compensates", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.Deadline })},
+		{"GRANARY_SAGA_STEP_TIMEOUT", "2s", "timeout of one attempt of a saga step", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.StepTimeout })},
+		{"GRANARY_SAGA_SWEEP_INTERVAL", "10s", "how often each member resumes unfinished sagas", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.SweepInterval })},
 		{"GRANARY_SERVICE_INSTANCES", "2", "instances of each stateless service per member", intSetting(func(c *config) *int { return &c.Grains.PerMember }, 1)},
 		{"GRANARY_SERVICE_TIMEOUT", "3s", "timeout of one call to a service instance", serviceSetting(func(b *balancer.Config, v string) error {
 			return parseDur(v, &b.CallTimeout)
@@ -157,11 +169,11 @@ func parseDur(v string, d *time.Duration) error {
 // serviceSetting applies a setting to every service client.
 func serviceSetting(f func(*balancer.Config, string) error) func(*config, string) error {
 	return func(c *config, v string) error {
-		for name, b := range c.Services {
+		for name, b := range c.Grains.Clients {
 			if err := f(&b, v); err != nil {
 				return err
 			}
-			c.Services[name] = b
+			c.Grains.Clients[name] = b
 		}
 		return nil
 	}
@@ -169,9 +181,9 @@ func serviceSetting(f func(*balancer.Config, string) error) func(*config, string
 
 func strategySetting(svc string) func(*config, string) error {
 	return func(c *config, v string) error {
-		b := c.Services[svc]
+		b := c.Grains.Clients[svc]
 		b.Strategy = balancer.Strategy(v)
-		c.Services[svc] = b
+		c.Grains.Clients[svc] = b
 		return b.Validate()
 	}
 }
@@ -194,7 +206,6 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 		LogLevel:          slog.LevelInfo,
 		Cluster:           cluster.DefaultConfig(),
 		Grains:            cluster.DefaultGrainsConfig(),
-		Services:          map[string]balancer.Config{service.AuthService: balancer.DefaultConfig()},
 		Gateway:           gateway.DefaultConfig(),
 	}
 	if m == modeDev {

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore NewStore) {
 	cases = append(cases, snapshotCases()...)
 	cases = append(cases, sizeCases()...)
 	cases = append(cases, lifecycleCases()...)
+	cases = append(cases, sagaIndexCases()...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newStore(t, c.partitions)

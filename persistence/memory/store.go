@@ -27,6 +27,7 @@ type Store struct {
 	// streams[s][v-1] is the index in logs[PartitionOf(s)] of version v.
 	streams map[string][]int
 	snaps   map[string]persistence.Snapshot
+	sagas   map[sagaKey]persistence.SagaRecord
 }
 
 // New returns an empty store; partitions < 1 means 1, the same way
@@ -79,7 +80,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.logs, s.streams, s.snaps = nil, nil, nil
+	s.logs, s.streams, s.snaps, s.sagas = nil, nil, nil, nil
 	return nil
 }
 

@@ -1,0 +1,97 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"granary/actors/service"
+	"granary/cluster/balancer"
+	"granary/messages"
+	"granary/persistence"
+)
+
+// Step is one step of a saga kind.
+type Step struct {
+	Name string
+	// Do performs the step for saga s. A *messages.Failure with a domain
+	// code fails the step and the saga compensates; any other error is an
+	// infrastructure failure and the step is tried again with the same
+	// command id (participants apply it once).
+	Do func(ctx context.Context, p Participants, s *messages.SagaState, commandID string) error
+	// Undo reverses the step; nil when there is nothing to undo. It is
+	// retried until it succeeds, and must be a no-op when Do never took
+	// effect (a step that timed out is undone without knowing).
+	Undo func(ctx context.Context, p Participants, s *messages.SagaState, commandID string) error
+	// Forward steps, once begun, only move forward: infrastructure
+	// failures are retried past the deadline and only a domain failure
+	// fails them. A step whose Undo cannot tell whether Do happened must be
+	// Forward (giving up on a withdrawal of unknown outcome and then giving
+	// the money back could create money). Any step not yet begun at the
+	// deadline is given up.
+	Forward bool
+}
+
+// Definition is a saga kind: its cluster kind name and steps.
+type Definition struct {
+	Kind  string
+	Steps []Step
+}
+
+// Participants are what steps act on.
+type Participants struct {
+	// Call reaches grains (accounts, inventory).
+	Call service.Caller
+	// Services reaches the stateless services (payments).
+	Services *balancer.Set
+}
+
+// Config is what a saga grain needs from its member.
+type Config struct {
+	Store          persistence.Store
+	SnapshotEvery  uint64
+	IdleTimeout    time.Duration
+	StoreTimeout   time.Duration
+	RecentCommands int
+	MemberID       string
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Participants   Participants
+	// Deadline is how long a saga may try before it gives up and
+	// compensates (steps before the point of no return only).
+	Deadline time.Duration
+	// StepTimeout bounds one attempt of a step.
+	StepTimeout time.Duration
+	// MaxDrive bounds how long one request drives a saga; past it the saga
+	// is left for the next request or the recovery sweep, so a grain never
+	// blocks forever on a participant that is down.
+	MaxDrive time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultDeadline    = 30 * time.Second
+	DefaultStepTimeout = 2 * time.Second
+	DefaultMaxDrive    = 20 * time.Second
+)
+
+// isDomain reports whether err is a participant's definite "no" (the step
+// did not and will not happen) rather than an infrastructure failure
+// (outcome unknown).
+func isDomain(err error) (*messages.Failure, bool) {
+	var f *messages.Failure
+	if !errors.As(err, &f) {
+		return nil, false
+	}
+	switch f.GetCode() {
+	case messages.CodeTimeout, messages.CodeServiceUnavailable:
+		return nil, false
+	}
+	return f, true
+}
+
+// stepError is a domain failure with the contract's short error text.
+func stepError(text string) error {
+	return &messages.Failure{Code: messages.CodeSagaFailed, Detail: text}
+}

@@ -1,0 +1,317 @@
+package saga
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"granary/actors/es"
+	"granary/messages"
+)
+
+// Props are the props of a saga kind.
+func Props(def *Definition, cfg Config) *actor.Props {
+	codec := codecFor(def)
+	return actor.PropsFromProducer(func() actor.Actor { return &grain{def: def, cfg: cfg, codec: codec} })
+}
+
+type grain struct {
+	def   *Definition
+	cfg   Config
+	codec *es.Codec[*messages.SagaState, *messages.SagaEvent]
+	id    string
+	host  *es.Host[*messages.SagaState, *messages.SagaEvent]
+}
+
+func (g *grain) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		g.id = msg.Identity.GetIdentity()
+		g.host = es.NewHost(g.codec, es.Config{Store: g.cfg.Store, SnapshotEvery: g.cfg.SnapshotEvery,
+			RecentCommands: g.cfg.RecentCommands, Logger: g.cfg.Logger.With("saga", g.def.Kind+"/"+g.id)}, g.id)
+		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
+	case *actor.ReceiveTimeout:
+		// A saga with work left stays active: it passivates only when done
+		// or when its driver gave up for now (the sweep will wake it).
+		ctx.Poison(ctx.Self())
+	case *messages.SagaRequest:
+		ctx.Respond(g.handle(msg))
+	}
+}
+
+func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
+	fail := func(f *messages.Failure) *messages.SagaReply {
+		return &messages.SagaReply{Failure: f, ServedBy: g.cfg.MemberID}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			g.cfg.Logger.Error("saga grain panicked; state will reload", "saga", g.id, "panic", r, "stack", string(debug.Stack()))
+			g.host.Invalidate()
+			reply = fail(messages.Fail(messages.CodeServiceUnavailable, "saga failed; retry"))
+		}
+	}()
+	if g.host == nil {
+		return fail(messages.Fail(messages.CodeServiceUnavailable, "saga grain has no identity"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	if err := g.host.Load(ctx); err != nil {
+		g.cfg.Logger.Error("loading saga failed", "saga", g.id, "err", err)
+		return fail(messages.Fail(messages.CodeServiceUnavailable, "storage unavailable"))
+	}
+	switch cmd := req.GetCommand().(type) {
+	case *messages.SagaRequest_Get:
+		if g.host.State().GetVersion() == 0 {
+			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
+		}
+	case *messages.SagaRequest_Start:
+		if g.host.State().GetVersion() == 0 {
+			if err := g.start(cmd.Start); err != nil {
+				return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
+			}
+		}
+		g.drive()
+	case *messages.SagaRequest_Resume:
+		if g.host.State().GetVersion() == 0 {
+			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
+		}
+		g.drive()
+	default:
+		return fail(messages.Fail(messages.CodeValidationFailed, "unknown saga command %T", cmd))
+	}
+	return &messages.SagaReply{Saga: g.host.State(), ServedBy: g.cfg.MemberID}
+}
+
+// start records the saga: first in the index (so the sweep finds it even
+// if we die before the journal has it), then in its journal.
+func (g *grain) start(in *messages.StartSaga) error {
+	now := g.cfg.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	rec := record(&messages.SagaState{Kind: g.def.Kind, Id: g.id, Status: StatusStarted,
+		StartedAtUnixMs: now.UnixMilli(), UpdatedAtUnixMs: now.UnixMilli()})
+	if err := g.cfg.Store.PutSaga(ctx, rec); err != nil {
+		return fmt.Errorf("index saga %s: %w", g.id, err)
+	}
+	started := &messages.SagaStarted{Kind: g.def.Kind, DeadlineUnixMs: now.Add(g.cfg.Deadline).UnixMilli(),
+		Order: in.GetOrder(), Transfer: in.GetTransfer()}
+	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		if s.GetVersion() > 0 {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_Started{Started: started}}
+	})
+}
+
+// record appends the event next(state) returns (nil: nothing to do), then
+// refreshes the index. It decides on the journal's latest state, so two
+// activations driving one saga record each transition once.
+func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	now := g.cfg.Now()
+	_, err := g.host.Execute(ctx, "", func(s *messages.SagaState) ([]*messages.SagaEvent, error) {
+		ev := next(s)
+		if ev == nil {
+			return nil, nil
+		}
+		ev.OccurredAtUnixMs = now.UnixMilli()
+		return []*messages.SagaEvent{ev}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.cfg.Store.PutSaga(ctx, record(g.host.State())); err != nil {
+		// The journal is the truth; the sweep rewrites the index later.
+		g.cfg.Logger.Warn("saga index not updated", "saga", g.id, "err", err)
+	}
+	return nil
+}
+
+// drive runs the saga until it finishes or MaxDrive passes.
+func (g *grain) drive() {
+	until := g.cfg.Now().Add(g.cfg.MaxDrive)
+	for g.cfg.Now().Before(until) {
+		s := g.host.State()
+		var err error
+		switch s.GetStatus() {
+		case StatusCompleted, StatusCompensated:
+			return
+		case StatusStarted:
+			err = g.forward(s, until)
+		case StatusCompensating:
+			err = g.compensate(s, until)
+		default:
+			g.cfg.Logger.Error("saga in unknown status", "saga", g.id, "status", s.GetStatus())
+			return
+		}
+		if err != nil {
+			g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
+			return
+		}
+	}
+}
+
+// errPaused: the drive ran out of time; the saga is consistent and resumes
+// later.
+var errPaused = fmt.Errorf("drive time is up")
+
+// forward runs the first unfinished step.
+func (g *grain) forward(s *messages.SagaState, until time.Time) error {
+	i := 0
+	for i < len(s.Steps) && s.Steps[i].Status == StepCompleted {
+		i++
+	}
+	if i == len(s.Steps) {
+		return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+			if s.GetStatus() != StatusStarted {
+				return nil
+			}
+			return &messages.SagaEvent{Event: &messages.SagaEvent_Finished{Finished: &messages.SagaFinished{Status: StatusCompleted}}}
+		})
+	}
+	step, name := g.def.Steps[i], s.Steps[i].Name
+	began := s.Steps[i].StartedAtUnixMs > 0
+	deadline := time.UnixMilli(s.GetDeadlineUnixMs())
+	switch {
+	case !began && !g.cfg.Now().Before(deadline):
+		// Never attempted: giving up is safe for any step.
+		return g.failStep(name, ErrDeadline, false)
+	case began && !step.Forward && !g.cfg.Now().Before(deadline):
+		return g.failStep(name, ErrDeadline, true)
+	}
+	if !began {
+		if err := g.record(func(s *messages.SagaState) *messages.SagaEvent {
+			if st := stepOf(s, name); st == nil || st.StartedAtUnixMs > 0 || s.GetStatus() != StatusStarted {
+				return nil
+			}
+			return &messages.SagaEvent{Event: &messages.SagaEvent_StepStarted{StepStarted: &messages.SagaStepStarted{Step: name}}}
+		}); err != nil {
+			return err
+		}
+	}
+	limit := until
+	if !step.Forward && deadline.Before(limit) {
+		limit = deadline
+	}
+	err := g.attempt(limit, func(ctx context.Context) error {
+		return step.Do(ctx, g.cfg.Participants, s, commandID(s, name, "do"))
+	})
+	if f, domain := isDomain(err); domain {
+		return g.failStep(name, f.GetDetail(), false)
+	}
+	if err != nil {
+		if !step.Forward && !g.cfg.Now().Before(deadline) {
+			// Tried until the deadline without a definite answer: the
+			// step may have happened, so it is undone as well.
+			return g.failStep(name, ErrDeadline, true)
+		}
+		return errPaused
+	}
+	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		if st := stepOf(s, name); st == nil || st.Status != StepPending || s.GetStatus() != StatusStarted {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_StepCompleted{StepCompleted: &messages.SagaStepCompleted{Step: name}}}
+	})
+}
+
+func (g *grain) failStep(name, reason string, unknown bool) error {
+	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		if st := stepOf(s, name); st == nil || st.Status != StepPending || s.GetStatus() != StatusStarted {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_StepFailed{StepFailed: &messages.SagaStepFailed{
+			Step: name, Error: reason, OutcomeUnknown: unknown}}}
+	})
+}
+
+// compensate undoes the last step that needs it, in reverse order.
+func (g *grain) compensate(s *messages.SagaState, until time.Time) error {
+	for i := len(s.Steps) - 1; i >= 0; i-- {
+		st := s.Steps[i]
+		needs := st.Status == StepCompleted || (st.Status == StepFailed && contains(s.UndoUnknown, st.Name))
+		if !needs {
+			continue
+		}
+		if undo := g.def.Steps[i].Undo; undo != nil {
+			err := g.attempt(until, func(ctx context.Context) error {
+				return undo(ctx, g.cfg.Participants, s, commandID(s, st.Name, "undo"))
+			})
+			if f, domain := isDomain(err); domain {
+				// An undo must not be refused; this is a bug to look at,
+				// and the saga waits for it rather than losing track.
+				g.cfg.Logger.Error("compensation refused; saga stays compensating", "saga", g.id, "step", st.Name, "err", f)
+				return errPaused
+			}
+			if err != nil {
+				return errPaused
+			}
+		}
+		name := st.Name
+		return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+			if s.GetStatus() != StatusCompensating {
+				return nil
+			}
+			return &messages.SagaEvent{Event: &messages.SagaEvent_StepCompensated{StepCompensated: &messages.SagaStepCompensated{Step: name}}}
+		})
+	}
+	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		if s.GetStatus() != StatusCompensating {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_Finished{Finished: &messages.SagaFinished{Status: StatusCompensated}}}
+	})
+}
+
+// attempt calls try until it succeeds, fails for a domain reason, or limit
+// passes; each try gets StepTimeout (participants refuse it after that, so
+// no late duplicate lands once we give up).
+func (g *grain) attempt(limit time.Time, try func(ctx context.Context) error) error {
+	backoff := 50 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StepTimeout)
+		err := try(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if _, domain := isDomain(err); domain {
+			return err
+		}
+		g.cfg.Logger.Warn("saga step attempt failed; retrying", "saga", g.id, "err", err)
+		if !g.cfg.Now().Add(backoff).Before(limit) {
+			return err
+		}
+		time.Sleep(backoff) // backoff between attempts, not a wait for a condition
+		backoff = min(backoff*2, time.Second)
+	}
+}
+
+func stepOf(s *messages.SagaState, name string) *messages.SagaStep {
+	for _, st := range s.GetSteps() {
+		if st.Name == name {
+			return st
+		}
+	}
+	return nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// commandID names a step's command to its participant: the same for every
+// attempt of one saga's step, so it is applied once.
+func commandID(s *messages.SagaState, step, phase string) string {
+	return s.GetKind() + "/" + s.GetId() + "/" + step + "/" + phase
+}

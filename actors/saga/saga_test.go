@@ -1,0 +1,313 @@
+package saga_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+
+	"granary/actors/account"
+	"granary/actors/inventory"
+	"granary/actors/payment"
+	"granary/actors/saga"
+	"granary/cluster"
+	"granary/messages"
+	"granary/persistence"
+	"granary/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+
+type env struct {
+	t *testing.T
+	c *testkit.Cluster
+	m *cluster.Member
+}
+
+func newEnv(t *testing.T, opts ...testkit.Option) *env {
+	c := testkit.NewCluster(t, 1, opts...)
+	return &env{t: t, c: c, m: c.Member(0)}
+}
+
+func call[R any](e *env, kind, id string, msg any) R {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := cluster.CallAs[R](ctx, e.m, kind, id, msg)
+	if err != nil {
+		e.t.Fatalf("call %s/%s: %v", kind, id, err)
+	}
+	return r
+}
+
+func (e *env) setStock(product string, n int64) {
+	e.t.Helper()
+	r := call[*messages.InventoryReply](e, inventory.Kind, product, &messages.InventoryRequest{CommandId: fmt.Sprintf("set-%s-%d", product, n),
+		Command: &messages.InventoryRequest_Set{Set: &messages.SetStock{Available: n}}})
+	if r.GetFailure() != nil {
+		e.t.Fatal(r.GetFailure())
+	}
+}
+
+func (e *env) stock(product string) int64 {
+	e.t.Helper()
+	return call[*messages.InventoryReply](e, inventory.Kind, product, &messages.InventoryRequest{
+		Command: &messages.InventoryRequest_Get{Get: &messages.GetStock{}}}).GetAvailable()
+}
+
+func (e *env) order(id, product string, qty, amount int64) *messages.SagaState {
+	e.t.Helper()
+	r := call[*messages.SagaReply](e, saga.OrderKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+		Input: &messages.StartSaga_Order{Order: &messages.OrderInput{OrderId: id, UserId: "alice", ProductId: product,
+			Quantity: qty, Amount: amount, PaymentId: "pay-" + id}}}}})
+	if r.GetFailure() != nil {
+		e.t.Fatalf("order %s: %v", id, r.GetFailure())
+	}
+	return r.GetSaga()
+}
+
+func (e *env) payment(id string) *messages.PaymentReply {
+	e.t.Helper()
+	return call[*messages.PaymentReply](e, payment.Kind, id, &messages.PaymentRequest{Command: &messages.PaymentRequest_Get{Get: &messages.GetPayment{}}})
+}
+
+func steps(s *messages.SagaState) string {
+	out := ""
+	for _, st := range s.GetSteps() {
+		out += fmt.Sprintf("%s=%s(%s) ", st.GetName(), st.GetStatus(), st.GetError())
+	}
+	return out
+}
+
+func expect(t *testing.T, s *messages.SagaState, status, failedStep, errText, wantSteps string) {
+	t.Helper()
+	if s.GetStatus() != status || s.GetFailedStep() != failedStep || s.GetError() != errText || steps(s) != wantSteps {
+		t.Fatalf("saga %s: status %s failed_step %q error %q steps %s\nwant %s %q %q %s",
+			s.GetId(), s.GetStatus(), s.GetFailedStep(), s.GetError(), steps(s), status, failedStep, errText, wantSteps)
+	}
+}
+
+// The seed's three outcomes, with the exact step statuses of the contract.
+func TestOrderOutcomes(t *testing.T) {
+	e := newEnv(t)
+	e.setStock("product_1", 100)
+	e.setStock("product_2", 1)
+
+	ok := e.order("o-ok", "product_1", 2, 5000)
+	expect(t, ok, "completed", "", "", "reserve_inventory=completed() process_payment=completed() create_order=completed() ")
+	if got := e.stock("product_1"); got != 98 {
+		t.Fatalf("stock %d after a completed order of 2, want 98", got)
+	}
+	if p := e.payment("pay-o-ok").GetPayment(); p.GetStatus() != payment.StatusCompleted || p.GetAmount() != 5000 || p.GetUserId() != "alice" {
+		t.Fatalf("payment %v", p)
+	}
+
+	big := e.order("o-big", "product_1", 1, 150000)
+	expect(t, big, "compensated", "process_payment", "payment amount too large",
+		"reserve_inventory=compensated() process_payment=failed(payment amount too large) create_order=pending() ")
+	if got := e.stock("product_1"); got != 98 {
+		t.Fatalf("stock %d after a compensated order, want 98 (restored)", got)
+	}
+	if r := e.payment("pay-o-big"); r.GetFailure().GetCode() != messages.CodeNotFound {
+		t.Fatalf("a refused payment left a record: %v", r)
+	}
+
+	unknown := e.order("o-unknown", "no_such_product", 1, 100)
+	expect(t, unknown, "compensated", "reserve_inventory", "product not found",
+		"reserve_inventory=failed(product not found) process_payment=pending() create_order=pending() ")
+
+	short := e.order("o-short", "product_2", 2, 100)
+	expect(t, short, "compensated", "reserve_inventory", "insufficient inventory",
+		"reserve_inventory=failed(insufficient inventory) process_payment=pending() create_order=pending() ")
+
+	// Posting an existing order again returns it and does nothing more.
+	again := e.order("o-ok", "product_1", 50, 1)
+	if again.GetOrder().GetQuantity() != 2 || again.GetStatus() != "completed" || e.stock("product_1") != 98 {
+		t.Fatalf("re-posted order: %v, stock %d", again, e.stock("product_1"))
+	}
+}
+
+// Concurrent orders for the last units never oversell.
+func TestConcurrentOrdersNeverOversell(t *testing.T) {
+	e := newEnv(t)
+	e.setStock("last", 5)
+	var mu sync.Mutex
+	completed := 0
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := e.order(fmt.Sprintf("race-%d", i), "last", 1, 100)
+			if s.GetStatus() == "completed" {
+				mu.Lock()
+				completed++
+				mu.Unlock()
+			} else if s.GetError() != "insufficient inventory" {
+				t.Errorf("order %d: %s %s", i, s.GetStatus(), s.GetError())
+			}
+		}()
+	}
+	wg.Wait()
+	if completed != 5 || e.stock("last") != 0 {
+		t.Fatalf("%d orders completed, stock %d; want exactly 5 and 0", completed, e.stock("last"))
+	}
+}
+
+func (e *env) open(number string, balance int64) string {
+	e.t.Helper()
+	id := account.IDFor(number)
+	r := call[*messages.AccountReply](e, account.Kind, id, &messages.AccountRequest{CommandId: "open-" + number,
+		Caller: &messages.Caller{Subject: "alice"},
+		Command: &messages.AccountRequest_Open{Open: &messages.OpenAccount{AccountNumber: number, OwnerName: "A", InitialBalance: balance}}})
+	if r.GetFailure() != nil {
+		e.t.Fatal(r.GetFailure())
+	}
+	return id
+}
+
+func (e *env) balance(id string) int64 {
+	e.t.Helper()
+	return call[*messages.AccountReply](e, account.Kind, id, &messages.AccountRequest{Caller: &messages.Caller{Subject: "x", Admin: true},
+		Command: &messages.AccountRequest_Get{Get: &messages.GetAccount{}}}).GetAccount().GetBalance()
+}
+
+func (e *env) transfer(id, from, to string, amount int64) *messages.SagaState {
+	e.t.Helper()
+	r := call[*messages.SagaReply](e, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+		Input: &messages.StartSaga_Transfer{Transfer: &messages.TransferInput{TransferId: id, FromAccount: from, ToAccount: to,
+			Amount: amount, Caller: &messages.Caller{Subject: "alice"}}}}}})
+	if r.GetFailure() != nil {
+		e.t.Fatalf("transfer %s: %v", id, r.GetFailure())
+	}
+	return r.GetSaga()
+}
+
+func TestTransferOutcomes(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.open("T-A", 1000), e.open("T-B", 0)
+	expect(t, e.transfer("t-ok", a, b, 300), "completed", "", "", "withdraw=completed() deposit=completed() ")
+	if e.balance(a) != 700 || e.balance(b) != 300 {
+		t.Fatalf("balances %d %d", e.balance(a), e.balance(b))
+	}
+	expect(t, e.transfer("t-poor", a, b, 5000), "compensated", "withdraw", "insufficient funds",
+		"withdraw=failed(insufficient funds) deposit=pending() ")
+
+	missing := account.IDFor("NOPE")
+	expect(t, e.transfer("t-missing", a, missing, 100), "compensated", "deposit", "account not found",
+		"withdraw=compensated() deposit=failed(account not found) ")
+	if e.balance(a) != 700 {
+		t.Fatalf("source %d after a compensated transfer, want 700", e.balance(a))
+	}
+
+	// Close the source after the withdrawal would have happened: the give
+	// back still lands (money is never destroyed). Here: target closed.
+	call[*messages.AccountReply](e, account.Kind, b, &messages.AccountRequest{CommandId: "close-b", Caller: &messages.Caller{Subject: "alice"},
+		Command: &messages.AccountRequest_Close{Close: &messages.CloseAccount{}}})
+	expect(t, e.transfer("t-closed", a, b, 100), "compensated", "deposit", "account closed",
+		"withdraw=compensated() deposit=failed(account closed) ")
+	if e.balance(a) != 700 || e.balance(b) != 300 {
+		t.Fatalf("balances %d %d after compensation", e.balance(a), e.balance(b))
+	}
+}
+
+// A step's answer is lost after it took effect (its member died right
+// after the step): the journal shows the step started but not finished.
+// Driving the saga again re-sends the step with the same command id, and the
+// participant applies it once.
+func TestLostStepAnswerIsNotAppliedTwice(t *testing.T) {
+	e := newEnv(t)
+	e.setStock("p", 10)
+	id := "lost-1"
+	in := &messages.OrderInput{OrderId: id, UserId: "alice", ProductId: "p", Quantity: 3, Amount: 700, PaymentId: "pay-lost"}
+	now := time.Now()
+	// What the dead member left behind: the saga started, its first two
+	// steps began, and both took effect at their participants.
+	writeSagaEvents(t, e.c.Store, saga.OrderKind, id,
+		&messages.SagaEvent{OccurredAtUnixMs: now.UnixMilli(), Event: &messages.SagaEvent_Started{Started: &messages.SagaStarted{
+			Kind: saga.OrderKind, DeadlineUnixMs: now.Add(time.Minute).UnixMilli(), Order: in}}},
+		&messages.SagaEvent{OccurredAtUnixMs: now.UnixMilli(), Event: &messages.SagaEvent_StepStarted{StepStarted: &messages.SagaStepStarted{Step: "reserve_inventory"}}},
+	)
+	r := call[*messages.InventoryReply](e, inventory.Kind, "p", &messages.InventoryRequest{CommandId: saga.OrderKind + "/" + id + "/reserve_inventory/do",
+		Command: &messages.InventoryRequest_Reserve{Reserve: &messages.ReserveStock{SagaId: id, Quantity: 3}}})
+	if r.GetAvailable() != 7 {
+		t.Fatalf("reservation: %v", r)
+	}
+	payments, err := e.c.Services(0).Client(payment.Service)
+	if err != nil {
+		t.Fatal(err)
+	}
+	charged, err := payments.Call(context.Background(), &messages.ServiceRequest{Call: &messages.ServiceRequest_ChargePayment{
+		ChargePayment: &messages.ChargePayment{PaymentId: "pay-lost", UserId: "alice", Amount: 700, SagaId: id}}}, true)
+	if err != nil || charged.GetFailure() != nil {
+		t.Fatalf("charge: %v %v", charged, err)
+	}
+
+	s := call[*messages.SagaReply](e, saga.OrderKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Resume{Resume: &messages.ResumeSaga{}}}).GetSaga()
+	expect(t, s, "completed", "", "", "reserve_inventory=completed() process_payment=completed() create_order=completed() ")
+	if got := e.stock("p"); got != 7 {
+		t.Fatalf("stock %d: the re-sent reservation was applied again (want 7)", got)
+	}
+	events, err := e.c.Store.ReadStream(context.Background(), "payment-pay-lost", 0, 0)
+	if err != nil || len(events) != 1 {
+		t.Fatalf("payment journal has %d events (%v), want the one charge", len(events), err)
+	}
+}
+
+func writeSagaEvents(t *testing.T, store persistence.Store, kind, id string, evs ...*messages.SagaEvent) {
+	t.Helper()
+	var batch []persistence.EventData
+	for _, ev := range evs {
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := map[string]string{"started": "SagaStarted", "step_started": "SagaStepStarted"}[string(ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("event")).Name())]
+		batch = append(batch, persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())})
+	}
+	if _, err := store.Append(context.Background(), saga.Stream(kind)(id), 0, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.PutSaga(context.Background(), persistence.SagaRecord{Kind: kind, ID: id, Status: "started",
+		StartedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The recovery sweep finishes a saga nobody asks about any more.
+func TestSweepFinishesAbandonedSagas(t *testing.T) {
+	e := newEnv(t, testkit.WithGrainsConfig(func(g *cluster.GrainsConfig) { g.Saga.SweepInterval = 0 }))
+	e.setStock("p", 4)
+	now := time.Now()
+	writeSagaEvents(t, e.c.Store, saga.OrderKind, "abandoned",
+		&messages.SagaEvent{OccurredAtUnixMs: now.UnixMilli(), Event: &messages.SagaEvent_Started{Started: &messages.SagaStarted{
+			Kind: saga.OrderKind, DeadlineUnixMs: now.Add(time.Minute).UnixMilli(),
+			Order: &messages.OrderInput{OrderId: "abandoned", UserId: "bob", ProductId: "p", Quantity: 1, Amount: 10, PaymentId: "pay-ab"}}}})
+	// Indexed, but its member died before the journal had it.
+	if err := e.c.Store.PutSaga(context.Background(), persistence.SagaRecord{Kind: saga.OrderKind, ID: "ghost", Status: "started",
+		StartedAt: now.Add(-time.Minute), UpdatedAt: now.Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	w := saga.Sweeper{Index: e.c.Store, Call: e.m, Interval: time.Hour, Grace: time.Second, Batch: 10, Logger: e.c.Log}
+	if n := w.Sweep(context.Background()); n != 1 {
+		t.Fatalf("sweep resumed %d sagas, want 1", n)
+	}
+	list, err := e.c.Store.ListSagas(context.Background(), persistence.SagaFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range list {
+		got[r.ID] = r.Status
+	}
+	if got["abandoned"] != "completed" || got["ghost"] != "compensated" || e.stock("p") != 3 {
+		t.Fatalf("after the sweep: %v, stock %d", got, e.stock("p"))
+	}
+	if open, _ := e.c.Store.OpenSagas(context.Background(), time.Now(), 10); len(open) != 0 {
+		t.Fatalf("still open: %+v", open)
+	}
+}

@@ -1,0 +1,143 @@
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"granary/persistence"
+)
+
+// The saga index lives under one hash tag so each update is one MULTI:
+//
+//	<prefix>:{sagas}:rec      hash  kind/id -> JSON record
+//	<prefix>:{sagas}:started  zset  kind/id scored by StartedAt (ms)
+//	<prefix>:{sagas}:open     zset  kind/id scored by UpdatedAt (ms), open sagas only
+func (k keys) sagaRecords() string { return k.prefix + ":{sagas}:rec" }
+func (k keys) sagaStarted() string { return k.prefix + ":{sagas}:started" }
+func (k keys) sagaOpen() string    { return k.prefix + ":{sagas}:open" }
+
+// maxSagaScan bounds how many records one listing reads while filtering.
+const maxSagaScan = 20_000
+
+type sagaJSON struct {
+	Kind       string `json:"k"`
+	ID         string `json:"i"`
+	Status     string `json:"s"`
+	FailedStep string `json:"f,omitempty"`
+	StartedAt  int64  `json:"a"`
+	UpdatedAt  int64  `json:"u"`
+}
+
+func member(kind, id string) string { return kind + "/" + id }
+
+// PutSaga implements persistence.SagaIndex.
+func (s *Store) PutSaga(ctx context.Context, r persistence.SagaRecord) error {
+	if err := s.usable(ctx); err != nil {
+		return fmt.Errorf("put saga %s/%s: %w", r.Kind, r.ID, err)
+	}
+	m := member(r.Kind, r.ID)
+	// Keep the first start time: ZADD NX never moves it, and the record
+	// is rewritten with the stored score below.
+	if err := s.client.ZAddNX(ctx, s.keys.sagaStarted(), goredis.Z{Score: float64(r.StartedAt.UnixMilli()), Member: m}).Err(); err != nil {
+		return fmt.Errorf("put saga %s: %w", m, err)
+	}
+	started, err := s.client.ZScore(ctx, s.keys.sagaStarted(), m).Result()
+	if err != nil {
+		return fmt.Errorf("put saga %s: %w", m, err)
+	}
+	data, err := json.Marshal(sagaJSON{Kind: r.Kind, ID: r.ID, Status: r.Status, FailedStep: r.FailedStep,
+		StartedAt: int64(started), UpdatedAt: r.UpdatedAt.UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("put saga %s: %w", m, err)
+	}
+	_, err = s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		p.HSet(ctx, s.keys.sagaRecords(), m, data)
+		if r.Open() {
+			p.ZAdd(ctx, s.keys.sagaOpen(), goredis.Z{Score: float64(r.UpdatedAt.UnixMilli()), Member: m})
+		} else {
+			p.ZRem(ctx, s.keys.sagaOpen(), m)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("put saga %s: %w", m, err)
+	}
+	return nil
+}
+
+// ListSagas implements persistence.SagaIndex.
+func (s *Store) ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("list sagas: %w", err)
+	}
+	limit := max(1, min(f.Limit, persistence.MaxSagaList))
+	var out []persistence.SagaRecord
+	const page = 500
+	for start := int64(0); start < maxSagaScan && len(out) < limit; start += page {
+		members, err := s.client.ZRevRange(ctx, s.keys.sagaStarted(), start, start+page-1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("list sagas: %w", err)
+		}
+		recs, err := s.sagaRecords(ctx, members)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, r.Status)) && (len(f.Kinds) == 0 || slices.Contains(f.Kinds, r.Kind)) && len(out) < limit {
+				out = append(out, r)
+			}
+		}
+		if len(members) < page {
+			break
+		}
+	}
+	return out, nil
+}
+
+// OpenSagas implements persistence.SagaIndex.
+func (s *Store) OpenSagas(ctx context.Context, before time.Time, limit int) ([]persistence.SagaRecord, error) {
+	if err := s.usable(ctx); err != nil {
+		return nil, fmt.Errorf("open sagas: %w", err)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	members, err := s.client.ZRangeByScore(ctx, s.keys.sagaOpen(), &goredis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(limit),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("open sagas: %w", err)
+	}
+	return s.sagaRecords(ctx, members)
+}
+
+func (s *Store) sagaRecords(ctx context.Context, members []string) ([]persistence.SagaRecord, error) {
+	if len(members) == 0 {
+		return nil, nil
+	}
+	vals, err := s.client.HMGet(ctx, s.keys.sagaRecords(), members...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read saga records: %w", err)
+	}
+	out := make([]persistence.SagaRecord, 0, len(vals))
+	for i, v := range vals {
+		raw, ok := v.(string)
+		if !ok {
+			continue // listed but its record is not written yet
+		}
+		var j sagaJSON
+		if err := json.Unmarshal([]byte(raw), &j); err != nil || !strings.Contains(members[i], "/") {
+			return nil, fmt.Errorf("saga record %s: %v: %w", members[i], err, persistence.ErrCorrupt)
+		}
+		out = append(out, persistence.SagaRecord{Kind: j.Kind, ID: j.ID, Status: j.Status, FailedStep: j.FailedStep,
+			StartedAt: time.UnixMilli(j.StartedAt).UTC(), UpdatedAt: time.UnixMilli(j.UpdatedAt).UTC()})
+	}
+	return out, nil
+}
