@@ -15,6 +15,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"granary/actors/inventory"
 	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
@@ -36,6 +37,28 @@ func seedAdmin(ctx context.Context, deps gateway.Deps, cfg config, log *slog.Log
 		log.Info("user admin already exists; GRANARY_ADMIN_PASSWORD not applied again")
 	default:
 		return fmt.Errorf("seed admin user: %w", err)
+	}
+	return nil
+}
+
+// devStock is what dev mode starts with, when the products are new.
+var devStock = map[string]int64{"product_1": 100, "product_2": 50}
+
+func seedStock(ctx context.Context, member *cluster.Member, log *slog.Logger) error {
+	for product, n := range devStock {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res, err := member.Call(cctx, inventory.Kind, product, &messages.InventoryRequest{Command: &messages.InventoryRequest_Get{Get: &messages.GetStock{}}})
+		if err == nil {
+			if r, _ := res.(*messages.InventoryReply); r.GetFailure().GetCode() == messages.CodeNotFound {
+				_, err = member.Call(cctx, inventory.Kind, product, &messages.InventoryRequest{CommandId: "dev-seed-" + product,
+					Command: &messages.InventoryRequest_Set{Set: &messages.SetStock{Available: n}}})
+				log.Info("dev stock seeded", "product", product, "available", n)
+			}
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("seed dev stock %s: %w", product, err)
+		}
 	}
 	return nil
 }
@@ -111,6 +134,11 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	gw, err := gateway.New(cfg.Gateway, deps)
 	if err != nil {
 		return err
+	}
+	if m == modeDev {
+		if err := seedStock(ctx, member, log); err != nil {
+			return err
+		}
 	}
 	if cfg.AdminPassword != "" {
 		if err := seedAdmin(ctx, deps, cfg, log); err != nil {

@@ -48,4 +48,5 @@ func (g *Gateway) userRoutes(e *echo.Echo) {
 	e.POST("/auth/login", g.login)
 	e.GET("/api/v1/me", g.me, g.authenticate)
 	e.GET("/api/v1/services", g.services, g.authenticate, requireAdmin)
+	g.sagaRoutes(e)
 }

@@ -1,0 +1,391 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"granary/actors/account"
+	"granary/actors/inventory"
+	"granary/actors/payment"
+	"granary/actors/saga"
+	"granary/http/problem"
+	"granary/messages"
+	"granary/persistence"
+)
+
+// Saga, order, transfer, product and payment ids are grain identities:
+// clients may choose them, within this pattern.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+type stepJSON struct {
+	Name   string `json:"name"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+func renderSteps(s *messages.SagaState) []stepJSON {
+	out := []stepJSON{}
+	for _, st := range s.GetSteps() {
+		out = append(out, stepJSON{Name: st.GetName(), Status: st.GetStatus(), Error: st.GetError()})
+	}
+	return out
+}
+
+type transferJSON struct {
+	TransferID  string     `json:"transfer_id"`
+	FromAccount string     `json:"from_account"`
+	ToAccount   string     `json:"to_account"`
+	Amount      int64      `json:"amount"`
+	Status      string     `json:"status"`
+	FailedStep  string     `json:"failed_step"`
+	Error       string     `json:"error"`
+	Steps       []stepJSON `json:"steps"`
+}
+
+func renderTransfer(s *messages.SagaState) transferJSON {
+	t := s.GetTransfer()
+	return transferJSON{TransferID: s.GetId(), FromAccount: t.GetFromAccount(), ToAccount: t.GetToAccount(), Amount: t.GetAmount(),
+		Status: s.GetStatus(), FailedStep: s.GetFailedStep(), Error: s.GetError(), Steps: renderSteps(s)}
+}
+
+type orderJSON struct {
+	OrderID    string     `json:"order_id"`
+	SagaID     string     `json:"saga_id"`
+	UserID     string     `json:"user_id"`
+	ProductID  string     `json:"product_id"`
+	Quantity   int64      `json:"quantity"`
+	Amount     int64      `json:"amount"`
+	PaymentID  string     `json:"payment_id"`
+	Status     string     `json:"status"`
+	FailedStep string     `json:"failed_step"`
+	Error      string     `json:"error"`
+	Steps      []stepJSON `json:"steps"`
+}
+
+func renderOrder(s *messages.SagaState) orderJSON {
+	o := s.GetOrder()
+	return orderJSON{OrderID: s.GetId(), SagaID: saga.Stream(saga.OrderKind)(s.GetId()), UserID: o.GetUserId(), ProductID: o.GetProductId(),
+		Quantity: o.GetQuantity(), Amount: o.GetAmount(), PaymentID: o.GetPaymentId(), Status: s.GetStatus(),
+		FailedStep: s.GetFailedStep(), Error: s.GetError(), Steps: renderSteps(s)}
+}
+
+// sagaCall sends req to a saga grain. Starting a saga waits for it to
+// finish, so it gets the saga's own drive time rather than the usual call
+// timeout.
+func (g *Gateway) sagaCall(c echo.Context, kind, id string, req *messages.SagaRequest, timeout time.Duration) (*messages.SagaReply, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
+	defer cancel()
+	reply, err := callAs[*messages.SagaReply](ctx, g.deps, kind, id, req)
+	if err != nil {
+		return nil, err
+	}
+	if by := reply.GetServedBy(); by != "" {
+		c.Response().Header().Set(headerServedBy, by)
+	}
+	if f := reply.GetFailure(); f != nil {
+		return nil, f
+	}
+	return reply, nil
+}
+
+func getSaga(g *Gateway, c echo.Context, kind, id string) (*messages.SagaState, error) {
+	r, err := g.sagaCall(c, kind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Get{Get: &messages.GetSaga{}}}, g.cfg.CallTimeout)
+	if err != nil {
+		return nil, err
+	}
+	return r.GetSaga(), nil
+}
+
+// renderSaga answers a started (or re-posted) saga: 201 when completed, 422
+// saga_failed carrying it when compensated, 202 while still at work (a
+// participant is down; the saga goes on and GET shows the outcome).
+func renderSaga(c echo.Context, s *messages.SagaState, field string, body any, location string) error {
+	c.Response().Header().Set(echo.HeaderLocation, location)
+	switch s.GetStatus() {
+	case saga.StatusCompleted:
+		return c.JSON(http.StatusCreated, body)
+	case saga.StatusCompensated:
+		p := map[string]any{
+			"type": "about:blank", "title": "Unprocessable Entity", "status": http.StatusUnprocessableEntity,
+			"code": messages.CodeSagaFailed, "detail": s.GetFailedStep() + " failed: " + s.GetError(),
+			"instance": c.Request().URL.Path, "request_id": c.Response().Header().Get(echo.HeaderXRequestID), field: body,
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		return c.Blob(http.StatusUnprocessableEntity, problem.ContentType, b)
+	default:
+		return c.JSON(http.StatusAccepted, body)
+	}
+}
+
+type transferBody struct {
+	TransferID  *string `json:"transfer_id"`
+	FromAccount *string `json:"from_account"`
+	ToAccount   *string `json:"to_account"`
+	Amount      *int64  `json:"amount"`
+}
+
+func (g *Gateway) createTransfer(c echo.Context) error {
+	var b transferBody
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	id := "tr_" + randomHex(12)
+	switch {
+	case b.TransferID != nil && !idPattern.MatchString(*b.TransferID):
+		return messages.Fail(messages.CodeValidationFailed, "transfer_id: must match %s", idPattern)
+	case b.FromAccount == nil || !accountIDPattern.MatchString(*b.FromAccount):
+		return messages.Fail(messages.CodeValidationFailed, "from_account: required, an account id")
+	case b.ToAccount == nil || !accountIDPattern.MatchString(*b.ToAccount):
+		return messages.Fail(messages.CodeValidationFailed, "to_account: required, an account id")
+	case *b.FromAccount == *b.ToAccount:
+		return messages.Fail(messages.CodeValidationFailed, "to_account: must differ from from_account")
+	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > account.MaxAmount:
+		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", account.MaxAmount)
+	}
+	if b.TransferID != nil {
+		id = *b.TransferID
+		if existing, err := getSaga(g, c, saga.TransferKind, id); err == nil {
+			if err := g.mayActOnTransfer(c, existing); err != nil {
+				return err
+			}
+			return renderSaga(c, existing, "transfer", renderTransfer(existing), "/api/v1/transfers/"+id)
+		} else if !hasCode(err, messages.CodeNotFound) {
+			return err
+		}
+	}
+	// The caller must be allowed to act on the source: ask its grain first
+	// so a stranger gets 403/404, not a failed saga.
+	if _, err := g.authorizeRead(c, *b.FromAccount); err != nil {
+		return err
+	}
+	p := principal(c)
+	r, err := g.sagaCall(c, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+		Input: &messages.StartSaga_Transfer{Transfer: &messages.TransferInput{TransferId: id, FromAccount: *b.FromAccount,
+			ToAccount: *b.ToAccount, Amount: *b.Amount, Caller: &messages.Caller{Subject: p.Subject, Admin: p.Admin()}}}}}}, g.sagaTimeout())
+	if err != nil {
+		return err
+	}
+	s := r.GetSaga()
+	if err := g.mayActOnTransfer(c, s); err != nil {
+		return err // the id was taken by someone else's transfer meanwhile
+	}
+	return renderSaga(c, s, "transfer", renderTransfer(s), "/api/v1/transfers/"+id)
+}
+
+func (g *Gateway) sagaTimeout() time.Duration {
+	return max(g.cfg.CallTimeout, saga.DefaultMaxDrive+5*time.Second)
+}
+
+func (g *Gateway) mayActOnTransfer(c echo.Context, s *messages.SagaState) error {
+	p := principal(c)
+	if p.Admin() || s.GetTransfer().GetCaller().GetSubject() == p.Subject {
+		return nil
+	}
+	return messages.Fail(messages.CodeForbidden, "not your transfer")
+}
+
+func (g *Gateway) getTransfer(c echo.Context) error {
+	id := c.Param("id")
+	if !idPattern.MatchString(id) {
+		return messages.Fail(messages.CodeNotFound, "transfer %q not found", id)
+	}
+	s, err := getSaga(g, c, saga.TransferKind, id)
+	if err != nil {
+		return err
+	}
+	if err := g.mayActOnTransfer(c, s); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, renderTransfer(s))
+}
+
+type orderBody struct {
+	OrderID   *string `json:"order_id"`
+	ProductID *string `json:"product_id"`
+	Quantity  *int64  `json:"quantity"`
+	Amount    *int64  `json:"amount"`
+	PaymentID *string `json:"payment_id"`
+}
+
+func (g *Gateway) createOrder(c echo.Context) error {
+	var b orderBody
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	switch {
+	case b.OrderID != nil && !idPattern.MatchString(*b.OrderID):
+		return messages.Fail(messages.CodeValidationFailed, "order_id: must match %s", idPattern)
+	case b.ProductID == nil || !idPattern.MatchString(*b.ProductID):
+		return messages.Fail(messages.CodeValidationFailed, "product_id: required, must match %s", idPattern)
+	case b.Quantity == nil || *b.Quantity <= 0 || *b.Quantity > inventory.MaxQuantity:
+		return messages.Fail(messages.CodeValidationFailed, "quantity: required, between 1 and %d", inventory.MaxQuantity)
+	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > account.MaxAmount:
+		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", account.MaxAmount)
+	case b.PaymentID != nil && !idPattern.MatchString(*b.PaymentID):
+		return messages.Fail(messages.CodeValidationFailed, "payment_id: must match %s", idPattern)
+	}
+	id := "ord_" + randomHex(12)
+	if b.OrderID != nil {
+		id = *b.OrderID
+	}
+	paymentID := "pay_" + id
+	if b.PaymentID != nil {
+		paymentID = *b.PaymentID
+	}
+	p := principal(c)
+	r, err := g.sagaCall(c, saga.OrderKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+		Input: &messages.StartSaga_Order{Order: &messages.OrderInput{OrderId: id, UserId: p.Subject, ProductId: *b.ProductID,
+			Quantity: *b.Quantity, Amount: *b.Amount, PaymentId: paymentID}}}}}, g.sagaTimeout())
+	if err != nil {
+		return err
+	}
+	s := r.GetSaga()
+	if err := mayActOnOrder(c, s); err != nil {
+		return err // an existing order of someone else's
+	}
+	return renderSaga(c, s, "order", renderOrder(s), "/api/v1/orders/"+id)
+}
+
+func mayActOnOrder(c echo.Context, s *messages.SagaState) error {
+	p := principal(c)
+	if p.Admin() || s.GetOrder().GetUserId() == p.Subject {
+		return nil
+	}
+	return messages.Fail(messages.CodeForbidden, "not your order")
+}
+
+func (g *Gateway) getOrder(c echo.Context) error {
+	id := c.Param("id")
+	if !idPattern.MatchString(id) {
+		return messages.Fail(messages.CodeNotFound, "order %q not found", id)
+	}
+	s, err := getSaga(g, c, saga.OrderKind, id)
+	if err != nil {
+		return err
+	}
+	if err := mayActOnOrder(c, s); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, renderOrder(s))
+}
+
+func (g *Gateway) inventoryCall(c echo.Context, req *messages.InventoryRequest) error {
+	product := c.Param("product_id")
+	if !idPattern.MatchString(product) {
+		return messages.Fail(messages.CodeNotFound, "product %q not found", product)
+	}
+	reply, err := callGrain[*messages.InventoryReply](g, c, inventory.Kind, product, func(deadline int64) any {
+		req.DeadlineUnixMs = deadline
+		return req
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"product_id": product, "available": reply.GetAvailable()})
+}
+
+func (g *Gateway) getInventory(c echo.Context) error {
+	return g.inventoryCall(c, &messages.InventoryRequest{Command: &messages.InventoryRequest_Get{Get: &messages.GetStock{}}})
+}
+
+func (g *Gateway) setInventory(c echo.Context) error {
+	var b struct {
+		Available *int64 `json:"available"`
+	}
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	if b.Available == nil || *b.Available < 0 || *b.Available > inventory.MaxQuantity {
+		return messages.Fail(messages.CodeValidationFailed, "available: required, between 0 and %d", inventory.MaxQuantity)
+	}
+	cmdID, err := commandID(c, principal(c).Subject)
+	if err != nil {
+		return err
+	}
+	return g.inventoryCall(c, &messages.InventoryRequest{CommandId: cmdID,
+		Command: &messages.InventoryRequest_Set{Set: &messages.SetStock{Available: *b.Available}}})
+}
+
+func (g *Gateway) getPayment(c echo.Context) error {
+	id := c.Param("payment_id")
+	if !idPattern.MatchString(id) {
+		return messages.Fail(messages.CodeNotFound, "payment %q not found", id)
+	}
+	reply, err := callGrain[*messages.PaymentReply](g, c, payment.Kind, id, func(deadline int64) any {
+		return &messages.PaymentRequest{DeadlineUnixMs: deadline, Command: &messages.PaymentRequest_Get{Get: &messages.GetPayment{}}}
+	})
+	if err != nil {
+		return err
+	}
+	pm := reply.GetPayment()
+	if p := principal(c); !p.Admin() && pm.GetUserId() != p.Subject {
+		return messages.Fail(messages.CodeForbidden, "not your payment")
+	}
+	return c.JSON(http.StatusOK, map[string]any{"payment_id": id, "user_id": pm.GetUserId(), "amount": pm.GetAmount(), "status": pm.GetStatus()})
+}
+
+var sagaKinds = map[string]string{"order": saga.OrderKind, "transfer": saga.TransferKind}
+
+func (g *Gateway) listSagas(c echo.Context) error {
+	f := persistence.SagaFilter{Limit: 100}
+	if raw := c.QueryParam("status"); raw != "" {
+		for _, s := range strings.Split(raw, ",") {
+			switch s {
+			case saga.StatusStarted, saga.StatusCompensating, saga.StatusCompleted, saga.StatusCompensated:
+				f.Statuses = append(f.Statuses, s)
+			default:
+				return messages.Fail(messages.CodeValidationFailed, "status: %q is not started, compensating, completed or compensated", s)
+			}
+		}
+	}
+	if raw := c.QueryParam("kind"); raw != "" {
+		for _, k := range strings.Split(raw, ",") {
+			kind, ok := sagaKinds[k]
+			if !ok {
+				return messages.Fail(messages.CodeValidationFailed, "kind: %q is not order or transfer", k)
+			}
+			f.Kinds = append(f.Kinds, kind)
+		}
+	}
+	limit, err := queryUint(c, "limit", 100, 1, persistence.MaxSagaList)
+	if err != nil {
+		return err
+	}
+	f.Limit = int(limit)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
+	defer cancel()
+	recs, err := g.deps.Store.ListSagas(ctx, f)
+	if err != nil {
+		return storageFailure(err)
+	}
+	out := []map[string]any{}
+	for _, r := range recs {
+		kind := strings.TrimSuffix(r.Kind, "_saga")
+		out = append(out, map[string]any{"kind": kind, "id": r.ID, "status": r.Status, "failed_step": r.FailedStep,
+			"started_at": r.StartedAt.Format(time.RFC3339Nano), "updated_at": r.UpdatedAt.Format(time.RFC3339Nano)})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"sagas": out})
+}
+
+// sagaRoutes registers transfers, orders, inventory, payments and sagas.
+func (g *Gateway) sagaRoutes(e *echo.Echo, mutating ...echo.MiddlewareFunc) {
+	authed := g.authenticate
+	post := append([]echo.MiddlewareFunc{authed}, mutating...)
+	e.POST("/api/v1/transfers", g.createTransfer, post...)
+	e.GET("/api/v1/transfers/:id", g.getTransfer, authed)
+	e.POST("/api/v1/orders", g.createOrder, post...)
+	e.GET("/api/v1/orders/:id", g.getOrder, authed)
+	e.GET("/api/v1/inventory/:product_id", g.getInventory, authed)
+	e.PUT("/api/v1/inventory/:product_id", g.setInventory, authed, requireAdmin)
+	e.GET("/api/v1/payments/:payment_id", g.getPayment, authed)
+	e.GET("/api/v1/sagas", g.listSagas, authed, requireAdmin)
+}
