@@ -64,7 +64,7 @@ func DefaultGrainsConfig() GrainsConfig {
 	c.Services[payment.Service] = func(call service.Caller) service.Handler { return payment.Handler(call, c.PaymentLimit) }
 	c.Supervision.MaxRestarts, c.Supervision.RestartWindow = countergroup.DefaultSupervision()
 	c.Saga.Deadline, c.Saga.StepTimeout, c.Saga.MaxDrive = saga.DefaultDeadline, saga.DefaultStepTimeout, saga.DefaultMaxDrive
-	c.Saga.SweepInterval, c.Saga.SweepGrace = 10*time.Second, 10*time.Second
+	c.Saga.SweepInterval, c.Saga.SweepGrace = 10*time.Second, 10*time.Second // grace: a saga updated this recently has a driver at work
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/http/gateway"
+	"granary/http/ratelimit"
 )
 
 type mode int
@@ -57,11 +58,16 @@ func settings(m mode) []setting {
 		{"GRANARY_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address", func(c *config, v string) error { c.HTTPAddr = v; return nil }},
 		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for journal and snapshots (redis://host:port/db)", func(c *config, v string) error { c.RedisURL = v; return nil }},
 		{"GRANARY_JWT_SECRET", "generated in dev", "HS256 secret, at least 32 bytes", func(c *config, v string) error { c.JWTSecret = []byte(v); return nil }},
-		{"GRANARY_RATE_LIMIT", rateDef, "requests per minute per client, 0 = off (enforced from issue 4 on)", intSetting(func(c *config) *int { return &c.RateLimit }, 0)},
-		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs whose X-Forwarded-For is believed", func(c *config, v string) error { c.TrustedProxies = splitList(v); return nil }},
+		{"GRANARY_RATE_LIMIT", rateDef, "requests per minute per client (token subject, else address), shared by all gateways through Redis; 0 = off", intSetting(func(c *config) *int { return &c.RateLimit }, 0)},
+		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs (or addresses) whose X-Forwarded-For is believed", func(c *config, v string) error {
+			c.TrustedProxies = splitList(v)
+			var err error
+			c.Gateway.TrustedProxies, err = ratelimit.ParseTrustedProxies(c.TrustedProxies)
+			return err
+		}},
 		{"GRANARY_ADMIN_PASSWORD", "", "creates user admin once", func(c *config, v string) error { c.AdminPassword = v; return nil }},
 		{"GRANARY_JOURNAL_PARTITIONS", "1", "journal partitions (fixed for the life of the data)", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
-		{"GRANARY_KEY_PREFIX", "granary", "prefix of every Redis key, so deployments can share a server", func(c *config, v string) error { c.KeyPrefix = v; return nil }},
+		{"GRANARY_KEY_PREFIX", "granary", "prefix of every Redis key, so deployments can share a server", func(c *config, v string) error { c.KeyPrefix, c.Gateway.KeyPrefix = v, v; return nil }},
 		{"GRANARY_SNAPSHOT_EVERY", "100", "account snapshot every N events", func(c *config, v string) error {
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil || n == 0 {
@@ -73,6 +79,11 @@ func settings(m mode) []setting {
 		{"GRANARY_GRAIN_IDLE_TIMEOUT", "5m", "passivate a grain idle this long", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.IdleTimeout })},
 		{"GRANARY_STORE_TIMEOUT", "3s", "timeout of each journal call", durSetting(func(c *config) *time.Duration { return &c.Grains.Account.StoreTimeout })},
 		{"GRANARY_CALL_TIMEOUT", "5s", "timeout of a request's grain call (504 past it)", durSetting(func(c *config) *time.Duration { return &c.Gateway.CallTimeout })},
+		{"GRANARY_HTTP_READ_HEADER_TIMEOUT", "5s", "time a client has to send its request headers (the slowloris guard)", durSetting(func(c *config) *time.Duration { return &c.Gateway.ReadHeaderTimeout })},
+		{"GRANARY_HTTP_READ_TIMEOUT", "30s", "time a client has to send a whole request, body included", durSetting(func(c *config) *time.Duration { return &c.Gateway.ReadTimeout })},
+		{"GRANARY_HTTP_WRITE_TIMEOUT", "60s", "time to write a response, from the end of the request headers", durSetting(func(c *config) *time.Duration { return &c.Gateway.WriteTimeout })},
+		{"GRANARY_HTTP_IDLE_TIMEOUT", "120s", "how long an idle keep-alive connection stays open", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdleTimeout })},
+		{"GRANARY_IDEMPOTENCY_PENDING_TTL", "30s", "how long a request with an Idempotency-Key holds its key while running (longer than GRANARY_CALL_TIMEOUT); a retry after a crash waits this long", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdempotencyPendingTTL })},
 		{"GRANARY_CALL_ATTEMPT_TIMEOUT", "1s", "a grain call re-sends (same command id) after this long without an answer", durSetting(func(c *config) *time.Duration { return &c.Cluster.AttemptTimeout })},
 		{"GRANARY_BODY_LIMIT", "1048576", "largest request body in bytes (413 past it)", func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
@@ -103,7 +114,13 @@ func settings(m mode) []setting {
 		}},
 		{"GRANARY_SAGA_DEADLINE", "30s", "a saga gives up steps not yet begun, and steps that can be undone, after this long, and compensates", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.Deadline })},
 		{"GRANARY_SAGA_STEP_TIMEOUT", "2s", "timeout of one attempt of a saga step", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.StepTimeout })},
-		{"GRANARY_SAGA_SWEEP_INTERVAL", "10s", "how often each member resumes unfinished sagas", durSetting(func(c *config) *time.Duration { return &c.Grains.Saga.SweepInterval })},
+		{"GRANARY_SAGA_SWEEP_INTERVAL", "10s", "how often each member resumes unfinished sagas (those untouched for as long)", func(c *config, v string) error {
+			if err := parseDur(v, &c.Grains.Saga.SweepInterval); err != nil {
+				return err
+			}
+			c.Grains.Saga.SweepGrace = c.Grains.Saga.SweepInterval
+			return nil
+		}},
 		{"GRANARY_SERVICE_INSTANCES", "2", "instances of each stateless service per member", intSetting(func(c *config) *int { return &c.Grains.PerMember }, 1)},
 		{"GRANARY_SERVICE_TIMEOUT", "3s", "timeout of one call to a service instance", serviceSetting(func(b *balancer.Config, v string) error {
 			return parseDur(v, &b.CallTimeout)
@@ -222,6 +239,7 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
+	c.Gateway.RateLimit = c.RateLimit
 	switch {
 	case len(c.JWTSecret) == 0 && m == modeNode:
 		return c, errors.New("GRANARY_JWT_SECRET is required (at least 32 bytes); only `granary dev` makes one up")
@@ -259,7 +277,7 @@ Settings (environment variables; defaults for node, dev differences noted):
 		if s.name == "GRANARY_RATE_LIMIT" {
 			def = "600 (0 in dev)"
 		}
-		fmt.Fprintf(w, "  %-30s %s (default: %s)\n", s.name, s.doc, orNone(def))
+		fmt.Fprintf(w, "  %-34s %s (default: %s)\n", s.name, s.doc, orNone(def))
 	}
 }
 

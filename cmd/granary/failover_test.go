@@ -31,7 +31,7 @@ func freeTCPPort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startCluster3(t *testing.T, redisURL, secret, prefix string) *cluster3 {
+func startCluster3(t *testing.T, redisURL, secret, prefix string, extraEnv ...string) *cluster3 {
 	c := &cluster3{t: t}
 	var amPorts, remotePorts, httpPorts [3]int
 	var peers []string
@@ -49,6 +49,7 @@ func startCluster3(t *testing.T, redisURL, secret, prefix string) *cluster3 {
 			"GRANARY_CLUSTER_PEERS=" + strings.Join(peers, ","),
 			"GRANARY_RATE_LIMIT=0",
 		}
+		c.env[i] = append(c.env[i], extraEnv...)
 	}
 	for i := range 3 {
 		c.nodes[i] = startNode(t, c.env[i]...)
