@@ -27,14 +27,27 @@ type stepJSON struct {
 	Name   string `json:"name"`
 	Status string `json:"status"`
 	Error  string `json:"error"`
+	// When the step began and last changed (absent while pending and
+	// never begun), so an operator can see where a saga spends its time.
+	StartedAt *string `json:"started_at,omitempty"`
+	UpdatedAt *string `json:"updated_at,omitempty"`
 }
 
 func renderSteps(s *messages.SagaState) []stepJSON {
 	out := []stepJSON{}
 	for _, st := range s.GetSteps() {
-		out = append(out, stepJSON{Name: st.GetName(), Status: st.GetStatus(), Error: st.GetError()})
+		out = append(out, stepJSON{Name: st.GetName(), Status: st.GetStatus(), Error: st.GetError(),
+			StartedAt: msTime(st.GetStartedAtUnixMs()), UpdatedAt: msTime(st.GetUpdatedAtUnixMs())})
 	}
 	return out
+}
+
+func msTime(ms int64) *string {
+	if ms == 0 {
+		return nil
+	}
+	s := time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+	return &s
 }
 
 type transferJSON struct {

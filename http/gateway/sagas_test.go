@@ -7,9 +7,11 @@ import (
 )
 
 type stepBody struct {
-	Name   string `json:"name"`
-	Status string `json:"status"`
-	Error  string `json:"error"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	Error     string `json:"error"`
+	StartedAt string `json:"started_at"`
+	UpdatedAt string `json:"updated_at"`
 }
 
 type orderBody struct {
@@ -72,6 +74,11 @@ func TestOrdersOverHTTP(t *testing.T) {
 	if o.Status != "completed" || o.UserID != "alice" || o.PaymentID != "pay_o-1" || o.SagaID == "" || r.header.Get("Location") != "/api/v1/orders/o-1" ||
 		stepsOf(o.Steps) != "reserve_inventory=completed() process_payment=completed() create_order=completed() " {
 		t.Fatalf("order %+v", o)
+	}
+	for _, st := range o.Steps {
+		if st.StartedAt == "" || st.UpdatedAt < st.StartedAt {
+			t.Fatalf("step without timestamps: %+v", st)
+		}
 	}
 	var inv struct {
 		ProductID string `json:"product_id"`
