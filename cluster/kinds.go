@@ -11,6 +11,7 @@ import (
 	"granary/actors/account"
 	"granary/actors/counter"
 	"granary/actors/countergroup"
+	"granary/actors/es"
 	"granary/actors/inventory"
 	"granary/actors/payment"
 	"granary/actors/saga"
@@ -94,13 +95,12 @@ func (c GrainsConfig) Validate() error {
 	return nil
 }
 
-// counterConfig is the storage configuration every non-account grain uses.
-func (c GrainsConfig) counterConfig(memberID string) counter.Config {
-	a := c.Account
-	return counter.Config{
-		Store: a.Store, SnapshotEvery: a.SnapshotEvery, IdleTimeout: a.IdleTimeout, StoreTimeout: a.StoreTimeout,
-		RecentCommands: a.RecentCommands, MemberID: memberID, Logger: a.Logger, Now: a.Now,
-	}
+// grainConfig is the storage configuration every grain uses, stamped with
+// the member's id.
+func (c GrainsConfig) grainConfig(memberID string) es.GrainConfig {
+	g := c.Account
+	g.MemberID = memberID
+	return g
 }
 
 // kinds returns the grain kinds member m hosts; its grains report m's id
@@ -108,7 +108,7 @@ func (c GrainsConfig) counterConfig(memberID string) counter.Config {
 func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 	a := cfg.Account
 	a.MemberID = m.ID()
-	c := cfg.counterConfig(m.ID())
+	c := cfg.grainConfig(m.ID())
 	g := countergroup.Config{Counter: c, MaxRestarts: cfg.Supervision.MaxRestarts, RestartWindow: cfg.Supervision.RestartWindow}
 	out := []*pcluster.Kind{
 		pcluster.NewKind(account.Kind, account.Props(a)),
@@ -119,8 +119,7 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 		pcluster.NewKind(payment.Kind, payment.Props(c)),
 	}
 	sc := saga.Config{
-		Store: a.Store, SnapshotEvery: a.SnapshotEvery, IdleTimeout: a.IdleTimeout, StoreTimeout: a.StoreTimeout,
-		RecentCommands: a.RecentCommands, MemberID: m.ID(), Logger: a.Logger, Now: a.Now,
+		GrainConfig:  c,
 		Participants: saga.Participants{Call: m, Services: m.services},
 		Deadline:     cfg.Saga.Deadline, StepTimeout: cfg.Saga.StepTimeout, MaxDrive: cfg.Saga.MaxDrive,
 	}

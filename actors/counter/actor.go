@@ -2,44 +2,18 @@ package counter
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"runtime/debug"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Config is what a counter needs from its member.
-type Config struct {
-	Store          persistence.Store
-	SnapshotEvery  uint64
-	IdleTimeout    time.Duration
-	StoreTimeout   time.Duration
-	RecentCommands int
-	MemberID       string
-	Logger         *slog.Logger
-	Now            func() time.Time
-}
-
-// Validate names the first unusable field.
-func (c Config) Validate() error {
-	switch {
-	case c.Store == nil || c.Logger == nil || c.Now == nil:
-		return errors.New("counter: Store, Logger and Now are required")
-	case c.SnapshotEvery == 0 || c.RecentCommands <= 0:
-		return errors.New("counter: SnapshotEvery and RecentCommands must be > 0")
-	case c.IdleTimeout <= 0 || c.StoreTimeout <= 0:
-		return fmt.Errorf("counter: IdleTimeout %v and StoreTimeout %v must be > 0", c.IdleTimeout, c.StoreTimeout)
-	}
-	return nil
-}
+type Config = es.GrainConfig
 
 // GrainProps are the props of the counter cluster kind: the name comes from
 // the grain's identity.

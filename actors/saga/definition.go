@@ -3,13 +3,12 @@ package saga
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"time"
 
+	"granary/actors/es"
 	"granary/actors/service"
 	"granary/cluster/balancer"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Step is one step of a saga kind.
@@ -49,15 +48,8 @@ type Participants struct {
 
 // Config is what a saga grain needs from its member.
 type Config struct {
-	Store          persistence.Store
-	SnapshotEvery  uint64
-	IdleTimeout    time.Duration
-	StoreTimeout   time.Duration
-	RecentCommands int
-	MemberID       string
-	Logger         *slog.Logger
-	Now            func() time.Time
-	Participants   Participants
+	es.GrainConfig
+	Participants Participants
 	// Deadline is how long a saga may try before it gives up and
 	// compensates (steps before the point of no return only).
 	Deadline time.Duration

@@ -162,7 +162,7 @@ func (e *env) open(number string, balance int64) string {
 	e.t.Helper()
 	id := account.IDFor(number)
 	r := call[*messages.AccountReply](e, account.Kind, id, &messages.AccountRequest{CommandId: "open-" + number,
-		Caller: &messages.Caller{Subject: "alice"},
+		Caller:  &messages.Caller{Subject: "alice"},
 		Command: &messages.AccountRequest_Open{Open: &messages.OpenAccount{AccountNumber: number, OwnerName: "A", InitialBalance: balance}}})
 	if r.GetFailure() != nil {
 		e.t.Fatal(r.GetFailure())

@@ -1,0 +1,135 @@
+package es
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"granary/messages"
+	"granary/persistence"
+)
+
+// GrainConfig is what every event-sourced grain needs from its member.
+type GrainConfig struct {
+	Store persistence.Store
+	// SnapshotEvery: a snapshot is saved each time the version crosses a
+	// multiple of it, so activation replays at most this many events.
+	SnapshotEvery uint64
+	// IdleTimeout passivates a grain that received nothing for this long.
+	IdleTimeout time.Duration
+	// StoreTimeout bounds each journal or snapshot call.
+	StoreTimeout time.Duration
+	// RecentCommands is how many command ids a grain remembers to drop
+	// re-sent commands.
+	RecentCommands int
+	MemberID       string
+	Logger         *slog.Logger
+	Now            func() time.Time
+}
+
+// Validate names the first unusable field.
+func (c GrainConfig) Validate() error {
+	switch {
+	case c.Store == nil || c.Logger == nil || c.Now == nil:
+		return errors.New("grain config: Store, Logger and Now are required")
+	case c.SnapshotEvery == 0 || c.RecentCommands <= 0:
+		return errors.New("grain config: SnapshotEvery and RecentCommands must be > 0")
+	case c.IdleTimeout <= 0 || c.StoreTimeout <= 0:
+		return fmt.Errorf("grain config: IdleTimeout %v and StoreTimeout %v must be > 0", c.IdleTimeout, c.StoreTimeout)
+	}
+	return nil
+}
+
+// HostConfig is the Host configuration of a grain with this config.
+func (c GrainConfig) HostConfig(log *slog.Logger) Config {
+	return Config{Store: c.Store, SnapshotEvery: c.SnapshotEvery, RecentCommands: c.RecentCommands, Logger: log}
+}
+
+// Request is what every grain request carries.
+type Request interface {
+	GetCommandId() string
+	GetDeadlineUnixMs() int64
+}
+
+// Kind describes a simple event-sourced grain kind to Props: how it stores
+// its aggregate, decides on a request, and replies. Grains with behaviour
+// beyond "decide, append, reply" (sagas, counter groups) write their own
+// actor around a Host.
+type Kind[S, E any, Req Request, Reply any] struct {
+	// Name labels logs ("inventory", "payment" …).
+	Name   string
+	Codec  *Codec[S, E]
+	Decide func(s S, id string, req Req, now time.Time) ([]E, error)
+	// Reply renders the state after a successful request; Fail renders a
+	// failure. Both stamp the member id (X-Served-By).
+	Reply func(id string, out Outcome[S], memberID string) Reply
+	Fail  func(id string, f *messages.Failure, memberID string) Reply
+}
+
+// Props builds the props of a simple event-sourced grain kind.
+func Props[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg GrainConfig) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &grain[S, E, Req, Reply]{kind: k, cfg: cfg} })
+}
+
+type grain[S, E any, Req Request, Reply any] struct {
+	kind *Kind[S, E, Req, Reply]
+	cfg  GrainConfig
+	id   string
+	log  *slog.Logger
+	host *Host[S, E]
+}
+
+func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *cluster.ClusterInit:
+		g.id = msg.Identity.GetIdentity()
+		g.log = g.cfg.Logger.With(g.kind.Name, g.id, "member", g.cfg.MemberID)
+		g.host = NewHost(g.kind.Codec, g.cfg.HostConfig(g.log), g.id)
+		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
+	case *actor.ReceiveTimeout:
+		ctx.Poison(ctx.Self())
+	case Req:
+		ctx.Respond(g.handle(msg))
+	}
+}
+
+// handle answers every request, panics included: a panicking request would
+// otherwise get no reply and its caller would wait for the timeout.
+func (g *grain[S, E, Req, Reply]) handle(req Req) (reply Reply) {
+	fail := func(code, format string, args ...any) Reply {
+		return g.kind.Fail(g.id, messages.Fail(code, format, args...), g.cfg.MemberID)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error(g.kind.Name+" grain panicked; state will reload", "panic", r, "stack", string(debug.Stack()))
+			g.host.Invalidate()
+			reply = fail(messages.CodeServiceUnavailable, "%s failed; retry", g.kind.Name)
+		}
+	}()
+	if g.host == nil {
+		// Sent to the actor directly rather than through the cluster.
+		return fail(messages.CodeServiceUnavailable, "%s grain has no identity", g.kind.Name)
+	}
+	now := g.cfg.Now()
+	// A request past its deadline is refused unread: its caller gave up,
+	// and a saga compensates only after its attempt's deadline, so a late
+	// duplicate never lands after the compensation.
+	if d := req.GetDeadlineUnixMs(); d > 0 && now.UnixMilli() >= d {
+		return fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	out, err := g.host.Execute(ctx, req.GetCommandId(), func(s S) ([]E, error) {
+		return g.kind.Decide(s, g.id, req, now)
+	})
+	if err != nil {
+		return g.kind.Fail(g.id, messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
+	}
+	return g.kind.Reply(g.id, out, g.cfg.MemberID)
+}
