@@ -96,7 +96,7 @@ func TestStreamResumeMissesAndDuplicatesNothing(t *testing.T) {
 	sc2, closeBody2 := connect(t, ctx2, srv.URL, "7")
 	defer closeBody2()
 	got = append(got, readEvents(t, sc2, 3)...) // 8, 9, 10 from the journal
-	appendN(t, j, "acc", 10, 2)                // 11, 12 live
+	appendN(t, j, "acc", 10, 2)                 // 11, 12 live
 	got = append(got, readEvents(t, sc2, 2)...)
 	for i, e := range got {
 		if e.id != strconv.Itoa(i+1) || e.event != "E" || e.data != fmt.Sprintf(`{"v":%d}`, i+1) {
