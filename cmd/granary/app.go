@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -14,13 +15,16 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	goredis "github.com/redis/go-redis/v9"
 
 	"granary/actors/inventory"
 	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
 	"granary/messages"
+	"granary/metrics"
 	"granary/persistence"
+	"granary/persistence/instrumented"
 	"granary/persistence/memory"
 	"granary/persistence/redis"
 )
@@ -107,6 +111,17 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		return fmt.Errorf("open store: %w", err)
 	}
 	defer store.Close()
+	reg := metrics.NewRegistry()
+	if store, err = instrumented.New(store, reg); err != nil {
+		return err
+	}
+	edge, err := openEdgeRedis(storeURL)
+	if err != nil {
+		return err
+	}
+	if edge != nil {
+		defer edge.Close()
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -130,7 +145,17 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	if err != nil {
 		return err
 	}
-	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: member.Services()}
+	for _, st := range member.Services().Statuses() {
+		c, err := member.Services().Client(st.Name)
+		if err != nil {
+			return err
+		}
+		// gobreaker's states are 0 closed, 1 half-open, 2 open: the gauge's.
+		if err := metrics.RegisterBreaker(reg, st.Name, func() float64 { return float64(c.BreakerState()) }); err != nil {
+			return err
+		}
+	}
+	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: member.Services(), Redis: edge, Metrics: reg}
 	gw, err := gateway.New(cfg.Gateway, deps)
 	if err != nil {
 		return err
@@ -199,6 +224,24 @@ func randomSecret() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// openEdgeRedis connects to the store's Redis for what the gateways share
+// (rate-limit budgets, idempotency records); nil when the store is not
+// Redis. Timeouts as the store's (redis.Open).
+func openEdgeRedis(storeURL string) (goredis.UniversalClient, error) {
+	if u, err := url.Parse(storeURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return nil, nil
+	}
+	opt, err := goredis.ParseURL(storeURL)
+	if err != nil {
+		// The error may quote the URL, password included.
+		return nil, errors.New("gateway Redis: malformed URL")
+	}
+	opt.DialTimeout = cmp.Or(opt.DialTimeout, 5*time.Second)
+	opt.ReadTimeout = cmp.Or(opt.ReadTimeout, 3*time.Second)
+	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 3*time.Second)
+	return goredis.NewClient(opt), nil
 }
 
 // redactURL hides a password in a Redis URL before it is printed.

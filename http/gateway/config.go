@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
 
 	"granary/cluster"
 	"granary/cluster/balancer"
 	"granary/http/auth"
+	"granary/http/idempotency"
 	"granary/persistence"
 )
 
@@ -28,6 +33,20 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// RateLimit is requests per minute per client (token subject, else
+	// address); 0 turns limiting off. Above 0 it needs Deps.Redis.
+	RateLimit int
+	// TrustedProxies are the peers whose X-Forwarded-For is believed when
+	// working out a client's address; nobody else's is.
+	TrustedProxies []netip.Prefix
+	// KeyPrefix namespaces the gateway's Redis keys (rate-limit budgets,
+	// idempotency records), as the journal's prefix namespaces its own.
+	KeyPrefix string
+	// IdempotencyTTL keeps the answer to a request with an
+	// Idempotency-Key; IdempotencyPendingTTL is how long the first such
+	// request holds its key (see idempotency.Config.PendingTTL).
+	IdempotencyTTL        time.Duration
+	IdempotencyPendingTTL time.Duration
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -40,6 +59,10 @@ func DefaultConfig() Config {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		KeyPrefix:         "granary",
+		// Longer than CallTimeout, with room for the handler's own work.
+		IdempotencyTTL:        24 * time.Hour,
+		IdempotencyPendingTTL: 30 * time.Second,
 	}
 }
 
@@ -48,13 +71,26 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"CallTimeout": c.CallTimeout, "TokenTTL": c.TokenTTL, "ReadHeaderTimeout": c.ReadHeaderTimeout,
 		"ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout,
+		"IdempotencyTTL": c.IdempotencyTTL, "IdempotencyPendingTTL": c.IdempotencyPendingTTL,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("gateway: %s %v must be > 0", name, d)
 		}
 	}
-	if c.BodyLimit <= 0 {
+	switch {
+	case c.BodyLimit <= 0:
 		return fmt.Errorf("gateway: BodyLimit %d must be > 0", c.BodyLimit)
+	case c.RateLimit < 0:
+		return fmt.Errorf("gateway: RateLimit %d must be >= 0 (0 = off)", c.RateLimit)
+	case c.IdempotencyPendingTTL <= c.CallTimeout:
+		// A first request still waiting on its grain would lose its claim
+		// and a duplicate would run beside it.
+		return fmt.Errorf("gateway: IdempotencyPendingTTL %v must be longer than CallTimeout %v", c.IdempotencyPendingTTL, c.CallTimeout)
+	}
+	for _, p := range c.TrustedProxies {
+		if !p.IsValid() {
+			return fmt.Errorf("gateway: TrustedProxies holds an invalid prefix %v", p)
+		}
 	}
 	return nil
 }
@@ -67,11 +103,27 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Services reaches the stateless services (auth, payments).
 	Services *balancer.Set
+	// Redis holds what all gateways of a cluster share: rate-limit budgets
+	// and idempotency records. Nil keeps idempotency records in this
+	// process only (one gateway: dev, tests) and allows no rate limit.
+	Redis goredis.UniversalClient
+	// Idempotency overrides where idempotency records are kept (default: a
+	// RedisStore on Redis, else an in-memory store).
+	Idempotency idempotency.Store
+	// Metrics is the process's registry (metrics.NewRegistry): /metrics
+	// serves it, and other parts (service breakers, see
+	// metrics.RegisterBreaker) register on it too. One gateway per
+	// registry: its metrics are registered once. Nil gives the gateway a
+	// registry of its own.
+	Metrics *prometheus.Registry
 }
 
-func (d Deps) validate() error {
+func (d Deps) validate(cfg Config) error {
 	if d.Member == nil || d.Store == nil || d.Verifier == nil || d.Logger == nil || d.Services == nil {
 		return errors.New("gateway: Member, Store, Verifier, Logger and Services are required")
+	}
+	if cfg.RateLimit > 0 && d.Redis == nil {
+		return fmt.Errorf("gateway: RateLimit %d needs Redis: budgets must be shared by every gateway", cfg.RateLimit)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,83 @@ func checkFuzzAnswer(t *testing.T, what string, r *response) {
 	// waiting; with storage up, only a panic produces it.
 	if p.Status == http.StatusServiceUnavailable && strings.Contains(p.Detail, "grain failed") {
 		t.Fatalf("%s: the account grain panicked: %s", what, r.body)
+	}
+}
+
+// FuzzCounterEndpoints posts arbitrary bodies, media types, names and
+// Idempotency-Keys to the counter and counter-group commands. Whatever
+// comes in, the answer is a 2xx JSON object or a well-formed problem,
+// never a 5xx other than 503/504; a key reused with another body is 409,
+// and the same request under a key is a replay that changes nothing.
+func FuzzCounterEndpoints(f *testing.F) {
+	h := newHarness(quietTB{f})
+	alice := token(f, "alice")
+	for i, body := range []string{
+		``, `{}`, `null`, `{"by":1}`, `{"by":0}`, `{"by":-5}`, `{"by":1.5}`, `{"by":"2"}`, `{"by":1000000000000000}`,
+		`{"by":1000000000000001}`, `{"command":"increment"}`, `{"command":"reset"}`, `{"command":"explode"}`,
+		`{"command":7}`, `{"by":1}{"by":1}`, "\xff", strings.Repeat(`{"a":`, 500),
+	} {
+		for op := range 4 {
+			f.Add(uint8(op), uint8(i%len(fuzzContentTypes)), []byte(body), "c1", "")
+		}
+	}
+	f.Add(uint8(0), uint8(0), []byte(`{"by":2}`), "c2", "key-1")
+	f.Add(uint8(0), uint8(0), []byte(`{"by":3}`), "c2", "key-1")
+	f.Add(uint8(2), uint8(0), []byte(``), "g1", "spawn-1")
+	f.Add(uint8(0), uint8(0), []byte(`{}`), "../x", "")
+	f.Add(uint8(1), uint8(0), []byte(`{}`), strings.Repeat("n", 300), strings.Repeat("k", 256))
+
+	f.Fuzz(func(t *testing.T, op, contentType uint8, body []byte, name, idempotencyKey string) {
+		if name == "" || name == "." || name == ".." {
+			name = "c1" // a path segment, not a path
+		}
+		name = url.PathEscape(name)
+		paths := []string{
+			"/api/v1/counters/" + name + "/increment", "/api/v1/counters/" + name + "/reset",
+			"/api/v1/counter-groups/" + name + "/counters", "/api/v1/counter-groups/" + name + "/broadcast",
+		}
+		path := paths[int(op)%len(paths)]
+		headers := http.Header{"Authorization": {"Bearer " + alice}}
+		if ct := fuzzContentTypes[int(contentType)%len(fuzzContentTypes)]; ct != "" {
+			headers.Set("Content-Type", ct)
+		}
+		if idempotencyKey != "" {
+			headers.Set("Idempotency-Key", idempotencyKey)
+		}
+		r := serve(h, "POST", path, headers, body)
+		checkFuzzProblemOrJSON(t, "POST "+path, r)
+		if idempotencyKey == "" || r.status >= 500 || r.status == http.StatusConflict {
+			return
+		}
+		// The same request again under the key: the first answer, replayed.
+		again := serve(h, "POST", path, headers, body)
+		checkFuzzProblemOrJSON(t, "replay of POST "+path, again)
+		if r.status == http.StatusBadRequest && strings.Contains(string(r.body), "Idempotency-Key") {
+			return // the key itself was refused
+		}
+		if again.status != r.status || !bytes.Equal(again.body, r.body) {
+			t.Fatalf("POST %s under key %q: first %s, again %s", path, idempotencyKey, r, again)
+		}
+	})
+}
+
+func checkFuzzProblemOrJSON(t *testing.T, what string, r *response) {
+	t.Helper()
+	if err := checkInvariants("POST", what, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.status < 400 {
+		var v map[string]any
+		if err := json.Unmarshal(r.body, &v); err != nil {
+			t.Fatalf("%s: %d with body %q (%v)", what, r.status, r.body, err)
+		}
+		return
+	}
+	var p problemBody
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("%s: %d with Content-Type %q", what, r.status, ct)
+	}
+	if err := json.Unmarshal(r.body, &p); err != nil || p.Status != r.status || p.Code == "" || p.Detail == "" {
+		t.Fatalf("%s: malformed problem %s (%v)", what, r.body, err)
 	}
 }

@@ -1,14 +1,22 @@
 package gateway_test
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
+	goredis "github.com/redis/go-redis/v9"
+
+	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
 	"granary/testkit"
@@ -19,10 +27,16 @@ import (
 var testSecret = []byte("granary-gateway-tests-secret-0123456789")
 
 // harness is one gateway served over real HTTP in front of a real
-// one-member cluster.
+// one-member cluster, sharing rate limits and idempotency records with its
+// siblings through one Redis (GRANARY_REDIS_URL's, else an embedded one).
 type harness struct {
 	t       testing.TB
 	cluster *testkit.Cluster
+	redis   goredis.UniversalClient
+	prefix  string // of the gateways' Redis keys
+	// advance moves the shared Redis's clock forward (a no-op on a real
+	// server, which keeps real time: wait with testkit.WaitFor there).
+	advance func(time.Duration)
 	gw      *gateway.Gateway
 	srv     *httptest.Server
 }
@@ -30,6 +44,7 @@ type harness struct {
 type harnessConfig struct {
 	gateway gateway.Config
 	cluster []testkit.Option
+	deps    func(d *gateway.Deps, keyPrefix string)
 }
 
 type harnessOption func(*harnessConfig)
@@ -42,14 +57,27 @@ func withClusterOptions(opts ...testkit.Option) harnessOption {
 	return func(c *harnessConfig) { c.cluster = append(c.cluster, opts...) }
 }
 
+// withDeps adjusts the gateway's dependencies before it is built; keyPrefix
+// is the test's prefix of Redis keys.
+func withDeps(f func(d *gateway.Deps, keyPrefix string)) harnessOption {
+	return func(c *harnessConfig) { c.deps = f }
+}
+
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
 	cfg := harnessConfig{gateway: gateway.DefaultConfig()}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	rdb, prefix, advance := edgeRedis(t)
+	cfg.gateway.KeyPrefix = prefix
 	c := testkit.NewCluster(t, 1, cfg.cluster...)
-	g := newGateway(t, c, cfg.gateway)
+	h := &harness{t: t, cluster: c, redis: rdb, prefix: prefix, advance: advance}
+	var adjust func(*gateway.Deps)
+	if cfg.deps != nil {
+		adjust = func(d *gateway.Deps) { cfg.deps(d, prefix) }
+	}
+	g := h.newGateway(c.Member(0), cfg.gateway, adjust)
 	srv := httptest.NewServer(g.Handler())
 	// The concurrency test runs 50 clients at once; keep their connections
 	// alive instead of churning through ephemeral ports.
@@ -57,7 +85,43 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	// Registered after the cluster's cleanup, so it runs first: no request
 	// is in flight when the member stops.
 	t.Cleanup(srv.Close)
-	return &harness{t: t, cluster: c, gw: g, srv: srv}
+	h.gw, h.srv = g, srv
+	return h
+}
+
+// edgeRedis is the Redis the gateways of one test share, under a key
+// prefix of the test's own (removed at the end on a real server).
+func edgeRedis(t testing.TB) (goredis.UniversalClient, string, func(time.Duration)) {
+	t.Helper()
+	var rdb *goredis.Client
+	advance := func(time.Duration) {}
+	if url := os.Getenv(testkit.RedisURLEnv); url != "" {
+		opt, err := goredis.ParseURL(url)
+		if err != nil {
+			t.Fatalf("%s: %v", testkit.RedisURLEnv, err)
+		}
+		rdb = goredis.NewClient(opt)
+	} else {
+		mr := miniredis.RunT(t)
+		rdb = goredis.NewClient(&goredis.Options{Addr: mr.Addr()})
+		advance = mr.FastForward
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	prefix := "gwtest-" + hex.EncodeToString(b)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// redis_rate puts its own "rate:" before our prefix.
+		for _, pattern := range []string{prefix + ":*", "rate:" + prefix + ":*"} {
+			iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+			for iter.Next(ctx) {
+				rdb.Del(ctx, iter.Val())
+			}
+		}
+		_ = rdb.Close()
+	})
+	return rdb, prefix, advance
 }
 
 // as returns h reporting to t: a subtest must fail itself, not its parent.
@@ -68,24 +132,41 @@ func (h *harness) as(t testing.TB) *harness {
 }
 
 // sibling serves another gateway, configured by cfg, in front of the same
-// cluster: cheaper than a second cluster when only the gateway differs.
-func (h *harness) sibling(cfg gateway.Config) *harness {
+// cluster and Redis: cheaper than a second cluster when only the gateway
+// differs. deps, if any, adjust its dependencies.
+func (h *harness) sibling(cfg gateway.Config, deps ...func(*gateway.Deps)) *harness {
 	h.t.Helper()
-	g := newGateway(h.t, h.cluster, cfg)
-	srv := httptest.NewServer(g.Handler())
-	h.t.Cleanup(srv.Close)
-	return &harness{t: h.t, cluster: h.cluster, gw: g, srv: srv}
+	return h.siblingOn(h.cluster.Member(0), cfg, deps...)
 }
 
-func newGateway(t testing.TB, c *testkit.Cluster, cfg gateway.Config) *gateway.Gateway {
-	t.Helper()
+// siblingOn is sibling in front of another member of the cluster.
+func (h *harness) siblingOn(m *cluster.Member, cfg gateway.Config, deps ...func(*gateway.Deps)) *harness {
+	h.t.Helper()
+	cfg.KeyPrefix = h.prefix
+	s := &harness{t: h.t, cluster: h.cluster, redis: h.redis, prefix: h.prefix, advance: h.advance}
+	var adjust func(*gateway.Deps)
+	if len(deps) > 0 {
+		adjust = deps[0]
+	}
+	s.gw = h.newGateway(m, cfg, adjust)
+	s.srv = httptest.NewServer(s.gw.Handler())
+	h.t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (h *harness) newGateway(m *cluster.Member, cfg gateway.Config, adjust func(*gateway.Deps)) *gateway.Gateway {
+	h.t.Helper()
 	v, err := auth.NewVerifier(testSecret)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	g, err := gateway.New(cfg, gateway.Deps{Member: c.Member(0), Store: c.Store, Verifier: v, Logger: c.Log, Services: c.Services(0)})
+	deps := gateway.Deps{Member: m, Store: h.cluster.Store, Verifier: v, Logger: h.cluster.Log, Services: m.Services(), Redis: h.redis}
+	if adjust != nil {
+		adjust(&deps)
+	}
+	g, err := gateway.New(cfg, deps)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	return g
 }

@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"granary/http/auth"
+	"granary/http/ratelimit"
+	"granary/http/reqlog"
 	"granary/messages"
 )
 
@@ -35,40 +36,98 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func (g *Gateway) accessLog() echo.MiddlewareFunc {
-	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		LogStatus: true, LogMethod: true, LogURIPath: true, LogLatency: true, LogError: true,
-		HandleError: true, // let the problem handler set the final status first
-		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-			g.deps.Logger.Info("request",
-				"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
-				"method", v.Method, "path", v.URIPath, "status", v.Status,
-				"latency_ms", float64(v.Latency)/float64(time.Millisecond),
-				"served_by", c.Response().Header().Get(headerServedBy))
-			return nil
-		},
-	})
+// observe gives the request a logger naming its id (handlers and the
+// problem handler log through it, see reqlog), and once it is answered
+// records its metrics and access-log line. It renders an error itself, so
+// the status it records is the one the client got.
+func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		req := c.Request()
+		log := g.deps.Logger.With("request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		c.SetRequest(req.WithContext(reqlog.With(req.Context(), log)))
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		took := time.Since(start)
+		status := c.Response().Status
+		route := c.Path()
+		if !g.routeSet[route] {
+			route = unmatchedRoute
+		}
+		g.metrics.observe(req.Method, route, status, took)
+		log.Info("request",
+			"method", req.Method, "path", req.URL.Path, "route", route, "status", status,
+			"latency_ms", float64(took)/float64(time.Millisecond),
+			"client", ratelimit.ClientAddr(req, g.cfg.TrustedProxies).String(),
+			"served_by", c.Response().Header().Get(headerServedBy))
+		return nil
+	}
 }
 
-const principalKey = "granary.principal"
+const (
+	principalKey = "granary.principal"
+	bearerKey    = "granary.bearer"
+)
+
+// bearerResult is a request's bearer token, verified once: the rate
+// limiter needs the subject before routing, authenticate after.
+type bearerResult struct {
+	present bool
+	p       auth.Principal
+	err     error
+}
+
+func (g *Gateway) bearer(c echo.Context) bearerResult {
+	if r, ok := c.Get(bearerKey).(bearerResult); ok {
+		return r
+	}
+	var r bearerResult
+	scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(token) != "" {
+		r.present = true
+		r.p, r.err = g.deps.Verifier.Verify(strings.TrimSpace(token))
+	}
+	c.Set(bearerKey, r)
+	return r
+}
 
 // authenticate admits a request carrying a valid bearer token.
 func (g *Gateway) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		scheme, token, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		b := g.bearer(c)
+		if !b.present {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="granary"`)
 			return messages.Fail(messages.CodeUnauthorized, "missing bearer token")
 		}
-		p, err := g.deps.Verifier.Verify(strings.TrimSpace(token))
-		if err != nil {
+		if b.err != nil {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="granary", error="invalid_token"`)
-			return messages.Fail(messages.CodeUnauthorized, "%v", err)
+			return messages.Fail(messages.CodeUnauthorized, "%v", b.err)
 		}
-		c.Set(principalKey, p)
+		c.Set(principalKey, b.p)
 		return next(c)
 	}
+}
+
+// rateKey is whose budget a request spends: the subject of a valid token
+// (one user, however many addresses), else the client's address. An
+// invalid token counts against the address, so forging subjects buys
+// nothing.
+func (g *Gateway) rateKey(c echo.Context) ratelimit.Key {
+	if b := g.bearer(c); b.present && b.err == nil {
+		return ratelimit.Key{By: ratelimit.BySubject, ID: b.p.Subject}
+	}
+	return ratelimit.Key{By: ratelimit.ByAddress, ID: ratelimit.AddressKey(ratelimit.ClientAddr(c.Request(), g.cfg.TrustedProxies))}
+}
+
+// caller scopes idempotency keys: the authenticated subject, or on public
+// routes the client's address, so that one anonymous client can neither
+// see another's answer nor block its key.
+func (g *Gateway) caller(c echo.Context) string {
+	if s := principal(c).Subject; s != "" {
+		return "subject:" + s
+	}
+	return "address:" + ratelimit.AddressKey(ratelimit.ClientAddr(c.Request(), g.cfg.TrustedProxies))
 }
 
 func principal(c echo.Context) auth.Principal {

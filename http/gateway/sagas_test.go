@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 )
 
 type stepBody struct {
@@ -76,7 +77,9 @@ func TestOrdersOverHTTP(t *testing.T) {
 		t.Fatalf("order %+v", o)
 	}
 	for _, st := range o.Steps {
-		if st.StartedAt == "" || st.UpdatedAt < st.StartedAt {
+		started, err1 := time.Parse(time.RFC3339Nano, st.StartedAt)
+		updated, err2 := time.Parse(time.RFC3339Nano, st.UpdatedAt)
+		if err1 != nil || err2 != nil || updated.Before(started) {
 			t.Fatalf("step without timestamps: %+v", st)
 		}
 	}

@@ -44,9 +44,9 @@ func callAs[R any](ctx context.Context, deps Deps, kind, id string, msg any) (R,
 
 // userRoutes registers the users and services endpoints.
 func (g *Gateway) userRoutes(e *echo.Echo) {
-	e.POST("/auth/register", g.register)
+	e.POST("/auth/register", g.register, g.mutating())
 	e.POST("/auth/login", g.login)
 	e.GET("/api/v1/me", g.me, g.authenticate)
 	e.GET("/api/v1/services", g.services, g.authenticate, requireAdmin)
-	g.sagaRoutes(e)
+	g.sagaRoutes(e, g.mutating())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"granary/http/reqlog"
 	"granary/messages"
 )
 
@@ -63,16 +64,18 @@ const retryAfterSeconds = 1
 
 // Handler returns Echo's HTTPErrorHandler: it renders *messages.Failure,
 // Echo's own errors (404/405/413/...) and anything else (as 500, logged,
-// with no internals leaked).
+// with no internals leaked). It logs with the request's logger (see
+// reqlog) when the request carries one, else with log.
 func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
+		log := requestLogger(c, log)
 		f := toFailure(err)
 		status := StatusOf(f.GetCode())
 		if status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout {
-			log.Error("unhandled error", "err", err, "path", c.Request().URL.Path, "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+			log.Error("unhandled error", "err", err, "path", c.Request().URL.Path)
 			f = &messages.Failure{Code: "internal", Detail: "internal error; it has been logged"}
 		}
 		if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
@@ -99,6 +102,15 @@ func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 			log.Debug("writing problem failed", "err", werr)
 		}
 	}
+}
+
+// requestLogger is the request's own logger, which already names the
+// request id, or fallback naming it.
+func requestLogger(c echo.Context, fallback *slog.Logger) *slog.Logger {
+	if l := reqlog.From(c.Request().Context(), nil); l != nil {
+		return l
+	}
+	return fallback.With("request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 }
 
 func toFailure(err error) *messages.Failure {

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"granary/http/problem"
+	"granary/http/reqlog"
 	"granary/messages"
 )
 
@@ -133,5 +134,27 @@ func TestHandlerHeadAndCommitted(t *testing.T) {
 	})
 	if r.status != http.StatusOK || r.raw != "partial" {
 		t.Errorf("committed response rewritten: %d %q", r.status, r.raw)
+	}
+}
+
+// The handler logs through the request's own logger, so a 500's line
+// names the request like every other line about it.
+func TestHandlerLogsWithRequestLogger(t *testing.T) {
+	var fallback, scoped strings.Builder
+	e := echo.New()
+	req := httptest.NewRequest("GET", "/x", nil)
+	reqLog := slog.New(slog.NewTextHandler(&scoped, nil)).With("request_id", "scoped-1")
+	req = req.WithContext(reqlog.With(req.Context(), reqLog))
+	c := e.NewContext(req, httptest.NewRecorder())
+	problem.Handler(slog.New(slog.NewTextHandler(&fallback, nil)))(errors.New("boom"), c)
+	if !strings.Contains(scoped.String(), "request_id=scoped-1") || !strings.Contains(scoped.String(), "boom") || fallback.Len() != 0 {
+		t.Fatalf("scoped log %q, fallback log %q", scoped.String(), fallback.String())
+	}
+	// Without one, the fallback logger names the request id itself.
+	c = e.NewContext(httptest.NewRequest("GET", "/x", nil), httptest.NewRecorder())
+	c.Response().Header().Set(echo.HeaderXRequestID, "rid-9")
+	problem.Handler(slog.New(slog.NewTextHandler(&fallback, nil)))(errors.New("boom"), c)
+	if !strings.Contains(fallback.String(), "request_id=rid-9") {
+		t.Fatalf("fallback log %q", fallback.String())
 	}
 }

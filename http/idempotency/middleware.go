@@ -1,0 +1,325 @@
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"granary/http/reqlog"
+	"granary/messages"
+	"granary/metrics"
+)
+
+// Header names.
+const (
+	HeaderKey = "Idempotency-Key"
+	// HeaderReplayed marks an answer that is a replay of the first one.
+	HeaderReplayed = "Idempotent-Replayed"
+)
+
+// MaxKeyLen is the longest key accepted, in bytes.
+const MaxKeyLen = 255
+
+// replayedHeaders are the response headers that belong to the answer
+// itself and are replayed with it; the others (X-Request-ID, RateLimit-*,
+// Date) describe the current exchange.
+var replayedHeaders = []string{
+	echo.HeaderContentType, echo.HeaderLocation, "ETag", "Last-Modified", "Link", "X-Served-By",
+}
+
+// Config is the middleware's tunables.
+type Config struct {
+	// Store keeps the records.
+	Store Store
+	// TTL keeps a final answer (the contract's 24 h).
+	TTL time.Duration
+	// PendingTTL is how long a first request holds its key: it must
+	// outlast any request, since a duplicate arriving after it runs
+	// again (harmlessly: grains drop repeated command ids). It is also
+	// how long a retry waits when the first attempt's gateway died
+	// before storing an answer.
+	PendingTTL time.Duration
+	// BodyLimit bounds the body read to fingerprint the request.
+	BodyLimit int64
+	// MaxResponse is the largest answer kept; a larger one is answered
+	// but not kept (a retry then runs again).
+	MaxResponse int
+	// StoreTimeout bounds each call to the store.
+	StoreTimeout time.Duration
+}
+
+// DefaultConfig returns the contract's TTL and the defaults; Store and
+// BodyLimit are the caller's.
+func DefaultConfig() Config {
+	return Config{TTL: 24 * time.Hour, PendingTTL: 30 * time.Second, MaxResponse: 1 << 20, StoreTimeout: 2 * time.Second}
+}
+
+// Validate names the first unusable field.
+func (c Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return errors.New("idempotency: Store is required")
+	case c.TTL < time.Millisecond:
+		return fmt.Errorf("idempotency: TTL %v must be >= 1ms", c.TTL)
+	case c.PendingTTL < time.Millisecond:
+		return fmt.Errorf("idempotency: PendingTTL %v must be >= 1ms", c.PendingTTL)
+	case c.BodyLimit <= 0:
+		return fmt.Errorf("idempotency: BodyLimit %d must be > 0", c.BodyLimit)
+	case c.MaxResponse <= 0:
+		return fmt.Errorf("idempotency: MaxResponse %d must be > 0", c.MaxResponse)
+	case c.StoreTimeout <= 0:
+		return fmt.Errorf("idempotency: StoreTimeout %v must be > 0", c.StoreTimeout)
+	}
+	return nil
+}
+
+// Outcomes counted in granary_idempotency_requests_total.
+const (
+	outcomeStored     = "stored"      // first request, answer kept
+	outcomeNotStored  = "not_stored"  // first request, answer retryable (5xx) or too large
+	outcomeReplayed   = "replayed"    // same request again: first answer replayed
+	outcomeMismatch   = "mismatch"    // same key, another request: 409
+	outcomeInProgress = "in_progress" // same key while the first still runs: 409
+)
+
+// Middleware answers repeated requests from their first answer.
+type Middleware struct {
+	cfg      Config
+	log      *slog.Logger
+	outcomes *prometheus.CounterVec
+}
+
+// New returns the middleware, registering its metrics on reg.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Middleware, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Middleware{cfg: cfg, log: log, outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace, Name: "idempotency_requests_total",
+		Help: "Requests carrying an Idempotency-Key, by outcome (stored, not_stored, replayed, mismatch, in_progress).",
+	}, []string{"outcome"})}
+	if err := reg.Register(m.outcomes); err != nil {
+		return nil, fmt.Errorf("idempotency: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// Func returns the Echo middleware for mutating routes. caller names who
+// sends a request ("" for an anonymous one); keys are per caller, so it
+// must run after authentication.
+//
+// A request with a key is fingerprinted (method, path, body). The first
+// one claims the key and runs; its answer is kept for TTL if it is final
+// (2xx other than 202, 4xx other than 408 and 429), else the claim is dropped so a
+// retry runs again. The same request again gets the kept answer, marked
+// Idempotent-Replayed: true, and runs nothing. Another request with the
+// same key gets 409 idempotency_key_reused. A duplicate arriving while the
+// first still runs is not run and not held either: it gets 409
+// idempotency_key_reused with Retry-After, so no client ties up a
+// connection waiting and no request runs twice. If the store cannot be
+// reached the request is refused with 503 (the promise cannot be kept).
+func (m *Middleware) Func(caller func(echo.Context) string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			key := c.Request().Header.Get(HeaderKey)
+			if key == "" {
+				return next(c)
+			}
+			if len(key) > MaxKeyLen {
+				return messages.Fail(messages.CodeValidationFailed, "%s: at most %d characters", HeaderKey, MaxKeyLen)
+			}
+			body, err := m.readBody(c)
+			if err != nil {
+				return err
+			}
+			fp := fingerprint(c.Request(), body)
+			rkey := recordKey(caller(c), key)
+			log := reqlog.From(c.Request().Context(), m.log)
+
+			ctx, cancel := m.storeContext(c.Request().Context())
+			token, rec, err := m.cfg.Store.Claim(ctx, rkey, fp, m.cfg.PendingTTL)
+			cancel()
+			if err != nil {
+				log.Warn("idempotency store unavailable", "err", err)
+				return messages.Fail(messages.CodeServiceUnavailable, "idempotency records unavailable; retry later")
+			}
+			if rec != nil {
+				return m.answerExisting(c, rec, fp)
+			}
+			return m.runFirst(c, next, log, rkey, token)
+		}
+	}
+}
+
+func (m *Middleware) answerExisting(c echo.Context, rec *Record, fp string) error {
+	switch {
+	case rec.Fingerprint != fp:
+		m.outcomes.WithLabelValues(outcomeMismatch).Inc()
+		return messages.Fail(messages.CodeIdempotencyReused, "%s was already used for another request (different path or body); use a new key", HeaderKey)
+	case rec.Pending():
+		m.outcomes.WithLabelValues(outcomeInProgress).Inc()
+		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(rec.ExpiresIn.Seconds())))))
+		return messages.Fail(messages.CodeIdempotencyReused, "a request with this %s is still in progress; retry once it has finished", HeaderKey)
+	}
+	m.outcomes.WithLabelValues(outcomeReplayed).Inc()
+	h := c.Response().Header()
+	for _, name := range replayedHeaders {
+		if vs := http.Header(rec.Response.Header).Values(name); len(vs) > 0 {
+			h.Del(name)
+			for _, v := range vs {
+				h.Add(name, v)
+			}
+		}
+	}
+	h.Set(HeaderReplayed, "true")
+	c.Response().WriteHeader(rec.Response.Status)
+	if c.Request().Method == http.MethodHead {
+		return nil
+	}
+	_, err := c.Response().Write(rec.Response.Body)
+	return err
+}
+
+// runFirst runs the request that claimed the key and keeps its answer if
+// it is final.
+func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.Logger, rkey, token string) error {
+	rec := &recorder{ResponseWriter: c.Response().Writer, limit: m.cfg.MaxResponse}
+	c.Response().Writer = rec
+	done := false
+	defer func() {
+		c.Response().Writer = rec.ResponseWriter
+		if !done { // a panic: the answer is the recoverer's 500, so let a retry run
+			m.release(c, log, rkey, token)
+		}
+	}()
+	if err := next(c); err != nil {
+		// Render the error now, through the recorder, so the answer can
+		// be kept like any other.
+		c.Error(err)
+	}
+	done = true
+	resp := c.Response()
+	if !resp.Committed || !final(resp.Status) || rec.overflow {
+		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
+		m.release(c, log, rkey, token)
+		return nil
+	}
+	kept := Response{Status: resp.Status, Header: http.Header{}, Body: rec.buf.Bytes()}
+	for _, name := range replayedHeaders {
+		for _, v := range resp.Header().Values(name) {
+			http.Header(kept.Header).Add(name, v)
+		}
+	}
+	ctx, cancel := m.storeContext(c.Request().Context())
+	defer cancel()
+	if err := m.cfg.Store.Complete(ctx, rkey, token, kept, m.cfg.TTL); err != nil {
+		// The answer is sent; without a record, a retry runs again once
+		// the claim expires, which the grains' command ids make safe.
+		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
+		log.Warn("idempotency record not stored", "err", err)
+		return nil
+	}
+	m.outcomes.WithLabelValues(outcomeStored).Inc()
+	return nil
+}
+
+func (m *Middleware) release(c echo.Context, log *slog.Logger, rkey, token string) {
+	ctx, cancel := m.storeContext(c.Request().Context())
+	defer cancel()
+	if err := m.cfg.Store.Release(ctx, rkey, token); err != nil {
+		// The claim expires by itself after PendingTTL.
+		log.Warn("idempotency claim not released", "err", err)
+	}
+}
+
+// storeContext outlives a client that hung up: a claim must still be
+// completed or released once the request ran.
+func (m *Middleware) storeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.StoreTimeout)
+}
+
+// final reports whether an answer would be the same if the request were
+// sent again: successes and the client's own errors, except those that say
+// "not yet" like 5xx do: 202 (accepted, still at work: a retry should see
+// how it ended), 408 and 429.
+func final(status int) bool {
+	switch {
+	case status == http.StatusAccepted:
+		return false
+	case status >= 200 && status < 300:
+		return true
+	case status == http.StatusRequestTimeout || status == http.StatusTooManyRequests:
+		return false
+	case status >= 400 && status < 500:
+		return true
+	}
+	return false
+}
+
+// readBody reads the body for the fingerprint and puts it back for the
+// handler.
+func (m *Middleware) readBody(c echo.Context) ([]byte, error) {
+	req := c.Request()
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, m.cfg.BodyLimit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, messages.Fail(messages.CodePayloadTooLarge, "body is larger than %d bytes", m.cfg.BodyLimit)
+		}
+		return nil, messages.Fail(messages.CodeInvalidJSON, "could not read body: %v", err)
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}
+
+// fingerprint is what makes two requests "the same": method, path and
+// body, byte for byte.
+func fingerprint(r *http.Request, body []byte) string {
+	h := sha256.New()
+	_, _ = io.WriteString(h, r.Method+"\x00"+r.URL.Path+"\x00")
+	_, _ = h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// recordKey scopes a key to its caller, with a fixed length whatever the
+// key and subject are.
+func recordKey(caller, key string) string {
+	sum := sha256.Sum256([]byte(caller + "\x00" + key))
+	return hex.EncodeToString(sum[:])
+}
+
+// recorder passes an answer through while keeping a copy of its body, up
+// to limit bytes.
+type recorder struct {
+	http.ResponseWriter
+	buf      bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if !r.overflow {
+		if r.buf.Len()+len(p) > r.limit {
+			r.overflow = true
+			r.buf = bytes.Buffer{}
+		} else {
+			r.buf.Write(p)
+		}
+	}
+	return r.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController (Echo's Flush) reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

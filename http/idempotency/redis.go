@@ -1,0 +1,135 @@
+package idempotency
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+var _ Store = (*RedisStore)(nil)
+
+var (
+	//go:embed claim.lua
+	claimLua    string
+	claimScript = goredis.NewScript(claimLua)
+	//go:embed complete.lua
+	completeLua    string
+	completeScript = goredis.NewScript(completeLua)
+	//go:embed release.lua
+	releaseLua    string
+	releaseScript = goredis.NewScript(releaseLua)
+)
+
+// RedisStore keeps records in Redis, one string key per record with the
+// record's TTL, so every gateway sees them and they outlive the gateway
+// that wrote them. Each operation is one Lua script, hence atomic.
+//
+// Values: "P|<token>|<fingerprint>" while pending,
+// "D|<fingerprint>|<response JSON>" once final.
+type RedisStore struct {
+	client goredis.UniversalClient
+	prefix string
+}
+
+// NewRedisStore keeps records under "<prefix>:idempotency:<key>"; the
+// caller keeps owning client.
+func NewRedisStore(client goredis.UniversalClient, prefix string) (*RedisStore, error) {
+	if client == nil {
+		return nil, errors.New("idempotency: nil Redis client")
+	}
+	return &RedisStore{client: client, prefix: prefix + ":idempotency:"}, nil
+}
+
+// claimAttempts bounds the retries of a claim whose blocking record
+// expired while it was being read.
+const claimAttempts = 3
+
+// Claim implements Store.
+func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pendingTTL time.Duration) (string, *Record, error) {
+	rkey := s.prefix + key
+	for range claimAttempts {
+		token := newToken()
+		res, err := claimScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token)+fingerprint, pendingTTL.Milliseconds()).Slice()
+		if err != nil {
+			return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
+		}
+		switch status, _ := res[0].(int64); {
+		case status == 1:
+			return token, nil, nil
+		case status == 0 && len(res) == 3:
+			raw, _ := res[1].(string)
+			pttl, _ := res[2].(int64)
+			rec, err := decodeRecord(raw)
+			if err != nil {
+				return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
+			}
+			rec.ExpiresIn = time.Duration(max(pttl, 0)) * time.Millisecond
+			return "", rec, nil
+		}
+	}
+	return "", nil, fmt.Errorf("claim idempotency key %s: record kept expiring while being read", rkey)
+}
+
+// Complete implements Store.
+func (s *RedisStore) Complete(ctx context.Context, key, token string, resp Response, ttl time.Duration) error {
+	rkey := s.prefix + key
+	body, err := json.Marshal(resp)
+	if err != nil {
+		return fmt.Errorf("complete idempotency key %s: encode response: %w", rkey, err)
+	}
+	n, err := completeScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token), string(body), ttl.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("complete idempotency key %s: %w", rkey, err)
+	}
+	if n == 0 {
+		return ErrNotClaimed
+	}
+	return nil
+}
+
+// Release implements Store.
+func (s *RedisStore) Release(ctx context.Context, key, token string) error {
+	rkey := s.prefix + key
+	if err := releaseScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token)).Err(); err != nil {
+		return fmt.Errorf("release idempotency key %s: %w", rkey, err)
+	}
+	return nil
+}
+
+func pendingPrefix(token string) string { return "P|" + token + "|" }
+
+// ErrCorruptRecord: a key under the store's prefix holds something this
+// store did not write.
+var ErrCorruptRecord = errors.New("idempotency record unreadable")
+
+func decodeRecord(raw string) (*Record, error) {
+	kind, rest, ok := strings.Cut(raw, "|")
+	if !ok {
+		return nil, ErrCorruptRecord
+	}
+	switch kind {
+	case "P":
+		_, fp, ok := strings.Cut(rest, "|")
+		if !ok {
+			return nil, ErrCorruptRecord
+		}
+		return &Record{Fingerprint: fp}, nil
+	case "D":
+		fp, body, ok := strings.Cut(rest, "|")
+		if !ok {
+			return nil, ErrCorruptRecord
+		}
+		var resp Response
+		if err := json.Unmarshal([]byte(body), &resp); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorruptRecord, err)
+		}
+		return &Record{Fingerprint: fp, Response: &resp}, nil
+	}
+	return nil, ErrCorruptRecord
+}
