@@ -1,17 +1,30 @@
 // Package testkit starts in-process Granary clusters for tests: N members
-// sharing one membership agent and one store, each on real loopback gRPC
-// ports, with helpers to call grains, kill members and wait for conditions.
-// It is public so that users can `go test` their own grains the same way.
+// sharing one membership registry and one store, each on real loopback gRPC
+// ports. Its helpers crash, stop and restart members (Kill, Leave, Restart,
+// AddMember), wait for conditions with deadlines (WaitFor, WaitForMembers),
+// and record what actors receive (NewProbe, Expect, ExpectNoMessage). It is
+// public so that users can `go test` their own grains the same way; see
+// README.md for a guide.
 //
 //	c := testkit.NewCluster(t, 3)
 //	reply, err := cluster.CallAs[*messages.AccountReply](ctx, c.Member(0), account.Kind, id, req)
 //	c.Kill(1)
-//	testkit.WaitFor(t, 5*time.Second, func() error { ... })
+//	testkit.WaitFor(t, 10*time.Second, func() error { ... })
+//
+// The store is an embedded miniredis per test, or the real Redis named by
+// GRANARY_REDIS_URL (see NewStore). Everything a Cluster or Probe starts
+// stops when the test ends; packages that use them verify that with
+// goleak.VerifyTestMain(m, testkit.LeakOptions()...).
+//
+// Under the race detector only one member may run at a time in a process
+// (see ErrSharedProcessRace): tests that need more are skipped there and
+// should also be run without -race.
 package testkit
 
 import (
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,21 +53,23 @@ type Cluster struct {
 	pollDone chan struct{}
 	pollWG   sync.WaitGroup
 	// killed holds members killed and still listed by the registry.
-	killed map[string]time.Time
+	killed      map[string]time.Time
+	registryTTL time.Duration
+	// silenced holds the members whose gossip has stopped (see silence).
+	silenced map[string]bool
 }
 
 // MembershipPoll is how often the cluster's in-memory registry reports the
 // registered members to every member again, as a polling provider would.
-// Members drop a peer from that report once its gossip heartbeat has
-// expired (cluster.Config.HeartbeatExpiration), so this is what lets a
-// killed member's grains move: Proto.Actor's test provider only reports on
-// registration changes, and a crashed member never deregisters.
+// Proto.Actor's test provider reports only when a member registers or
+// deregisters, but members leave out of each report the peers they have
+// blocked (heartbeat expired), so without the poll a crashed member would
+// stay in the topology until the next registration.
 const MembershipPoll = 250 * time.Millisecond
 
-// RegistryTTL is how long the in-memory registry keeps listing a killed
-// member, like a service registry whose entry expires once a crashed
-// process stops renewing it.
-const RegistryTTL = 3 * time.Second
+// DefaultRegistryTTL is how long the in-memory registry keeps listing a
+// killed member (see WithRegistryTTL).
+const DefaultRegistryTTL = 3 * time.Second
 
 // Option adjusts a Cluster before it starts.
 type Option func(*Cluster)
@@ -74,6 +89,13 @@ func WithGrainsConfig(f func(*cluster.GrainsConfig)) Option {
 	return func(c *Cluster) { f(&c.grains) }
 }
 
+// WithRegistryTTL sets how long the in-memory registry keeps listing a
+// killed member, like a service registry whose entry expires once a crashed
+// process stops renewing it (default DefaultRegistryTTL). Members also drop
+// a peer whose gossip heartbeat is older than their HeartbeatExpiration
+// (WithClusterConfig), whichever comes first.
+func WithRegistryTTL(d time.Duration) Option { return func(c *Cluster) { c.registryTTL = d } }
+
 // WithClusterConfig lets a test tune the members.
 func WithClusterConfig(f func(*cluster.Config)) Option {
 	return func(c *Cluster) { f(&c.cfg) }
@@ -83,7 +105,7 @@ func WithClusterConfig(f func(*cluster.Config)) Option {
 func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, agent: test.NewInMemAgent(), grains: cluster.DefaultGrainsConfig(), cfg: cluster.DefaultConfig(),
-		killed: map[string]time.Time{}}
+		killed: map[string]time.Time{}, registryTTL: DefaultRegistryTTL, silenced: map[string]bool{}}
 	c.Log = Logger(t)
 	for _, o := range opts {
 		o(c)
@@ -116,11 +138,13 @@ var liveMembers atomic.Int32
 // ErrSharedProcessRace explains why a test is skipped under -race.
 const ErrSharedProcessRace = "skipped under -race: Proto.Actor's remote.Start (pinned version) calls grpclog.SetLoggerV2, " +
 	"an unsynchronized global write that races with the gRPC logging of any other member running in the " +
-	"same process. Production runs one member per process. `make test` runs these tests again without -race; " +
+	"same process; and its member list is replaced on a membership change while actors read it without a lock. " +
+	"Production runs one member per process. `make test` runs these tests again without -race; " +
 	"the multi-process tests (cmd/granary) cover the same paths with -race."
 
 // AddMember starts one more member (a restarted process is a new member).
-// Under -race a second live member in one process is skipped (see
+// Under -race a test that starts a second live member in one process, or
+// any member after a cluster's first, is skipped (see
 // ErrSharedProcessRace).
 func (c *Cluster) AddMember() *cluster.Member {
 	c.t.Helper()
@@ -134,7 +158,10 @@ func (c *Cluster) AddMember() *cluster.Member {
 
 func (c *Cluster) start() *cluster.Member {
 	c.t.Helper()
-	if RaceEnabled && liveMembers.Load() > 0 {
+	c.mu.Lock()
+	changesMembership := len(c.members) > 0
+	c.mu.Unlock()
+	if RaceEnabled && (liveMembers.Load() > 0 || changesMembership) {
 		c.t.Skip(ErrSharedProcessRace)
 	}
 	m, err := cluster.Start(c.cfg, c.Log, c.grains)
@@ -154,11 +181,13 @@ func (c *Cluster) Member(i int) *cluster.Member {
 
 // Kill crashes member i: it falls silent at once (its gossip stops, so it
 // neither heartbeats nor announces that it is leaving; its gRPC server
-// stops; its grains are gone) and hands nothing over. The others find out
-// as they would in production: the registry drops it after RegistryTTL and
-// gossip blocks it once its heartbeat is older than the members'
-// HeartbeatExpiration, whichever comes first. Its grains are activated
-// again, from the journal, on whichever member owns them next.
+// stops, so nothing reaches its grains any more) and hands nothing over.
+// The others find out as they would in production: the registry drops it
+// after its TTL (see WithRegistryTTL), or gossip blocks it once its
+// heartbeat is older than their HeartbeatExpiration, whichever comes
+// first. Its grains are activated again, from the journal, on whichever
+// member owns them next. Calls to them fail or time out until then;
+// cluster.Call re-sends.
 func (c *Cluster) Kill(i int) { c.stop(i, false) }
 
 // Leave stops member i gracefully: it deregisters at once, so the others
@@ -168,9 +197,13 @@ func (c *Cluster) Leave(i int) { c.stop(i, true) }
 
 // Restart kills member i if it still runs and starts a new member in its
 // place: Member(i) is the new one afterwards. Like a restarted process it
-// joins with a new id; wait for it with WaitForMembers.
+// joins with a new id; wait for it with WaitForMembers. Skipped under -race,
+// like AddMember after the first member.
 func (c *Cluster) Restart(i int) *cluster.Member {
 	c.t.Helper()
+	if RaceEnabled {
+		c.t.Skip(ErrSharedProcessRace)
+	}
 	c.Kill(i)
 	m := c.start()
 	c.mu.Lock()
@@ -189,7 +222,7 @@ func (c *Cluster) stop(i int, graceful bool) {
 	m := c.members[i]
 	c.mu.Unlock()
 	if !graceful {
-		silence(m)
+		c.silence(m)
 		c.mu.Lock()
 		c.killed[m.ID()] = time.Now()
 		c.mu.Unlock()
@@ -198,17 +231,22 @@ func (c *Cluster) stop(i int, graceful bool) {
 	liveMembers.Add(-1)
 }
 
-// silence stops m's gossip. A crashed process sends nothing more, but
-// Proto.Actor's non-graceful shutdown first gossips that the member left
-// gracefully and keeps gossiping until its loop notices, so in one process
-// the others would learn of a "crash" at once.
-func silence(m *cluster.Member) {
-	defer func() { _ = recover() }() // closing an already closed gossip
-	m.Cluster.Gossip.Shutdown()
+// silence stops m's gossip, once. A crashed process sends nothing more,
+// but Proto.Actor's non-graceful shutdown first gossips that the member
+// left gracefully and keeps gossiping until its loop notices, so in one
+// process the others would learn of a "crash" at once.
+func (c *Cluster) silence(m *cluster.Member) {
+	c.mu.Lock()
+	done := c.silenced[m.ID()]
+	c.silenced[m.ID()] = true
+	c.mu.Unlock()
+	if !done {
+		m.Cluster.Gossip.Shutdown()
+	}
 }
 
 // pollMembership re-publishes the registry until the cluster closes, and
-// drops members killed more than RegistryTTL ago from it.
+// drops members killed more than the registry TTL ago from it.
 func (c *Cluster) pollMembership() {
 	defer c.pollWG.Done()
 	tick := time.NewTicker(MembershipPoll)
@@ -220,10 +258,14 @@ func (c *Cluster) pollMembership() {
 		case <-tick.C:
 			var expired []string
 			c.mu.Lock()
-			for id, at := range c.killed {
-				if time.Since(at) >= RegistryTTL {
-					expired = append(expired, id)
-					delete(c.killed, id)
+			// With no member running there is nobody to tell, and the
+			// dead members' own lists would change under their actors.
+			if slices.Contains(c.stopped, false) {
+				for id, at := range c.killed {
+					if time.Since(at) >= c.registryTTL {
+						expired = append(expired, id)
+						delete(c.killed, id)
+					}
 				}
 			}
 			c.mu.Unlock()
@@ -255,7 +297,7 @@ func (c *Cluster) stopAll() {
 	}
 	c.mu.Unlock()
 	for _, i := range running {
-		silence(c.Member(i))
+		c.silence(c.Member(i))
 	}
 	for _, i := range running {
 		c.stop(i, false)
