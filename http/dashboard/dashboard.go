@@ -24,7 +24,7 @@ func Handler() http.Handler {
 		panic(err)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		if r.URL.Path == "/" {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -33,4 +33,11 @@ func Handler() http.Handler {
 		}
 		assets.ServeHTTP(w, r)
 	})
+}
+
+// Has reports whether the dashboard has an asset at name ("app.js"), so
+// the gateway can answer its own problem+json 404 for anything else.
+func Has(name string) bool {
+	info, err := fs.Stat(files, "static/"+name)
+	return err == nil && !info.IsDir()
 }

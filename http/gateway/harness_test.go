@@ -79,6 +79,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	}
 	g := h.newGateway(c.Member(0), cfg.gateway, adjust)
 	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(g.Close) // before srv.Close (cleanups run last first): ends open streams
 	// The concurrency test runs 50 clients at once; keep their connections
 	// alive instead of churning through ephemeral ports.
 	srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = 100

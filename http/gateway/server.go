@@ -32,6 +32,7 @@ type Gateway struct {
 	// routeSet holds the registered route templates: the only values of
 	// the route label.
 	routeSet map[string]bool
+	streams  *streams
 }
 
 // New builds the gateway; it serves nothing until Serve.
@@ -49,6 +50,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if err := g.buildMiddleware(); err != nil {
 		return nil, err
 	}
+	g.initStreams()
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = problem.Handler(deps.Logger)
@@ -136,6 +138,8 @@ func openAPIPath(p string) string {
 	for i, s := range segs {
 		if name, ok := strings.CutPrefix(s, ":"); ok {
 			segs[i] = "{" + name + "}"
+		} else if s == "*" {
+			segs[i] = "{path}"
 		}
 	}
 	return strings.Join(segs, "/")
@@ -159,6 +163,7 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // Shutdown stops accepting requests and waits for those in flight until
 // ctx ends.
 func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.Close() // open streams would otherwise hold the shutdown until ctx ends
 	if err := g.srv.Shutdown(ctx); err != nil {
 		return fmt.Errorf("gateway shutdown: %w", err)
 	}
@@ -191,4 +196,5 @@ func (g *Gateway) routes(e *echo.Echo) {
 
 	e.GET("/api/v1/cluster/members", g.clusterMembers, authed, requireAdmin)
 	g.userRoutes(e)
+	g.streamRoutes(e)
 }

@@ -52,7 +52,7 @@ function fill(id, rows) {
 const panels = {
   async members() {
     const { members } = await api("/api/v1/cluster/members");
-    fill("members", members.map((m) => [cell(m.id), cell(m.address), cell(m.kinds.join(", ")), cell(m.status, "ok")]));
+    fill("members", members.map((m) => [cell(m.id), cell(m.address), cell(m.kinds.slice().sort().join(", ")), cell(m.status, "ok")]));
   },
   async services() {
     const { services } = await api("/api/v1/services");
