@@ -14,6 +14,7 @@ import (
 	"granary/actors/es"
 	"granary/actors/inventory"
 	"granary/actors/payment"
+	"granary/actors/projection"
 	"granary/actors/saga"
 	"granary/actors/service"
 	"granary/actors/user"
@@ -48,6 +49,9 @@ type GrainsConfig struct {
 	}
 	// PaymentLimit is the largest charge the payments service accepts.
 	PaymentLimit int64
+	// Projection tunes the read-model projections (one grain each per
+	// cluster) and the keep-alive pings every member sends them.
+	Projection projection.Settings
 }
 
 // DefaultGrainsConfig returns the defaults; Store and Logger are the
@@ -61,6 +65,7 @@ func DefaultGrainsConfig() GrainsConfig {
 		},
 		Clients:      map[string]balancer.Config{service.AuthService: balancer.DefaultConfig(), payment.Service: balancer.DefaultConfig()},
 		PaymentLimit: payment.DefaultLimit,
+		Projection:   projection.DefaultSettings(),
 	}
 	c.Services[payment.Service] = func(call service.Caller) service.Handler { return payment.Handler(call, c.PaymentLimit) }
 	c.Supervision.MaxRestarts, c.Supervision.RestartWindow = countergroup.DefaultSupervision()
@@ -85,6 +90,9 @@ func (c GrainsConfig) Validate() error {
 	if c.Saga.Deadline <= 0 || c.Saga.StepTimeout <= 0 || c.Saga.MaxDrive <= 0 || c.Saga.SweepInterval < 0 || c.Saga.SweepGrace < 0 {
 		return fmt.Errorf("sagas: Deadline %v, StepTimeout %v and MaxDrive %v must be > 0, sweep settings >= 0",
 			c.Saga.Deadline, c.Saga.StepTimeout, c.Saga.MaxDrive)
+	}
+	if err := c.Projection.Validate(); err != nil {
+		return err
 	}
 	if c.PaymentLimit <= 0 {
 		return fmt.Errorf("payments: PaymentLimit %d must be > 0", c.PaymentLimit)
@@ -117,6 +125,8 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 		pcluster.NewKind(user.Kind, user.Props(c)),
 		pcluster.NewKind(inventory.Kind, inventory.Props(c)),
 		pcluster.NewKind(payment.Kind, payment.Props(c)),
+		pcluster.NewKind(projection.Kind, projection.Props(projection.Config{Settings: cfg.Projection, Store: a.Store,
+			StoreTimeout: a.StoreTimeout, MemberID: m.ID(), Logger: a.Logger, Now: a.Now})),
 	}
 	sc := saga.Config{
 		GrainConfig:  c,

@@ -21,6 +21,7 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 
+	"granary/actors/projection"
 	"granary/actors/saga"
 	"granary/cluster/balancer"
 )
@@ -142,6 +143,10 @@ type Member struct {
 	// stopSweep ends the saga sweep; sweepDone closes when it has.
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
+	// stopKeeper ends the projections' keep-alive pings; keeperDone
+	// closes when they have.
+	stopKeeper context.CancelFunc
+	keeperDone chan struct{}
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted
@@ -210,6 +215,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 		return nil, err
 	}
 	m.startSweep(grains)
+	m.startKeeper(grains)
 	m.log.Info("cluster member started", "address", system.Address(), "provider", cfg.Provider)
 	return m, nil
 }
@@ -245,6 +251,21 @@ func (m *Member) startSweep(cfg GrainsConfig) {
 	}()
 }
 
+// startKeeper pings the projection grains until Stop, so each runs on
+// whichever member owns it (see projection.Keeper).
+func (m *Member) startKeeper(cfg GrainsConfig) {
+	if cfg.Projection.KeepAlive <= 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stopKeeper, m.keeperDone = cancel, make(chan struct{})
+	k := projection.Keeper{Call: m, Interval: cfg.Projection.KeepAlive, Logger: m.log}
+	go func() {
+		defer close(m.keeperDone)
+		k.Run(ctx)
+	}()
+}
+
 // Stop leaves the cluster. graceful hands grains over and takes a few
 // seconds; otherwise remoting stops at once, as if the process died.
 func (m *Member) Stop(graceful bool) {
@@ -257,6 +278,10 @@ func (m *Member) Stop(graceful bool) {
 	if m.stopSweep != nil {
 		m.stopSweep()
 		<-m.sweepDone
+	}
+	if m.stopKeeper != nil {
+		m.stopKeeper()
+		<-m.keeperDone
 	}
 	m.Cluster.Shutdown(graceful)
 	m.System.EventStream.Unsubscribe(m.sub)

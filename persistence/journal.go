@@ -104,12 +104,14 @@ type SnapshotStore interface {
 	LoadSnapshot(ctx context.Context, stream string) (snap Snapshot, ok bool, err error)
 }
 
-// Store is what a backend provides: a journal, its snapshots, a health
-// probe and a way to release its resources.
+// Store is what a backend provides: a journal, its snapshots, the saga
+// index, the projections' read models, a health probe and a way to release
+// its resources.
 type Store interface {
 	Journal
 	SnapshotStore
 	SagaIndex
+	ReadModels
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -16,6 +16,7 @@ import (
 	"granary/http/auth"
 	"granary/http/gateway"
 	"granary/http/ratelimit"
+	"granary/persistence"
 )
 
 type mode int
@@ -121,6 +122,17 @@ func settings(m mode) []setting {
 			c.Grains.Saga.SweepGrace = c.Grains.Saga.SweepInterval
 			return nil
 		}},
+		{"GRANARY_PROJECTION_BATCH", "500", "events a read-model projection folds per commit", func(c *config, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > persistence.MaxDocBatch {
+				return fmt.Errorf("want an integer between 1 and %d", persistence.MaxDocBatch)
+			}
+			c.Grains.Projection.BatchSize = n
+			return nil
+		}},
+		{"GRANARY_PROJECTION_POLL_INTERVAL", "100ms", "how often a caught-up projection looks for new journal events (the floor of its lag)", durSetting(func(c *config) *time.Duration { return &c.Grains.Projection.PollInterval })},
+		{"GRANARY_PROJECTION_KEEPALIVE", "1s", "how often each member pings the projection grains, which restarts them on a survivor after a crash", durSetting(func(c *config) *time.Duration { return &c.Grains.Projection.KeepAlive })},
+		{"GRANARY_PROJECTION_RETIRE_GRACE", "10s", "after a rebuild's swap, how long the old read model stays readable before it is deleted", durSetting(func(c *config) *time.Duration { return &c.Grains.Projection.RetireGrace })},
 		{"GRANARY_SERVICE_INSTANCES", "2", "instances of each stateless service per member", intSetting(func(c *config) *int { return &c.Grains.PerMember }, 1)},
 		{"GRANARY_SERVICE_TIMEOUT", "3s", "timeout of one call to a service instance", serviceSetting(func(b *balancer.Config, v string) error {
 			return parseDur(v, &b.CallTimeout)

@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore NewStore) {
 	cases = append(cases, sizeCases()...)
 	cases = append(cases, lifecycleCases()...)
 	cases = append(cases, sagaIndexCases()...)
+	cases = append(cases, readModelCases()...)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := newStore(t, c.partitions)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"granary/persistence"
 )
@@ -26,6 +27,15 @@ func calls(c context.Context, s persistence.Store) map[string]error {
 	errs["SaveSnapshot"] = s.SaveSnapshot(c, "s", persistence.Snapshot{})
 	_, _, errs["LoadSnapshot"] = s.LoadSnapshot(c, "s")
 	errs["Ping"] = s.Ping(c)
+	ref := persistence.ReadModelRef{Projection: "p", Generation: 1}
+	errs["ApplyReadModel"] = s.ApplyReadModel(c, ref, 0, 1, []persistence.DocWrite{{Key: "k", Data: []byte("d")}})
+	_, errs["Checkpoint"] = s.Checkpoint(c, ref)
+	_, errs["ReadDocs"] = s.ReadDocs(c, ref, []string{"k"})
+	_, errs["ProjectionMeta"] = s.ProjectionMeta(c, "p")
+	_, _, errs["BeginRebuild"] = s.BeginRebuild(c, "p")
+	errs["SwapGeneration"] = s.SwapGeneration(c, "p", 1, 2, time.Unix(1, 0))
+	_, errs["DeleteGeneration"] = s.DeleteGeneration(c, ref, 1)
+	errs["FinishRetire"] = s.FinishRetire(c, "p", 1)
 	return errs
 }
 

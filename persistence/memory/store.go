@@ -28,6 +28,8 @@ type Store struct {
 	streams map[string][]int
 	snaps   map[string]persistence.Snapshot
 	sagas   map[sagaKey]persistence.SagaRecord
+	// rm holds the projections' read models (readmodel.go).
+	rm readModels
 }
 
 // New returns an empty store; partitions < 1 means 1, the same way
@@ -81,6 +83,7 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	s.logs, s.streams, s.snaps, s.sagas = nil, nil, nil, nil
+	s.rm = readModels{}
 	return nil
 }
 
