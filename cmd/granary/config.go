@@ -57,7 +57,7 @@ func settings(m mode) []setting {
 	}
 	return []setting{
 		{"GRANARY_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address", func(c *config, v string) error { c.HTTPAddr = v; return nil }},
-		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for journal and snapshots (redis://host:port/db)", func(c *config, v string) error { c.RedisURL = v; return nil }},
+		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for the journal, snapshots, read models, saga index, idempotency records and rate limits (redis://host:port/db)", func(c *config, v string) error { c.RedisURL = v; return nil }},
 		{"GRANARY_JWT_SECRET", "generated in dev", "HS256 secret, at least 32 bytes", func(c *config, v string) error { c.JWTSecret = []byte(v); return nil }},
 		{"GRANARY_RATE_LIMIT", rateDef, "requests per minute per client (token subject, else address), shared by all gateways through Redis; 0 = off", intSetting(func(c *config) *int { return &c.RateLimit }, 0)},
 		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs (or addresses) whose X-Forwarded-For is believed", func(c *config, v string) error {

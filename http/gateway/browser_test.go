@@ -66,7 +66,7 @@ func TestDashboardInChromium(t *testing.T) {
 			t.Errorf("console message from the dashboard: %s", line)
 		}
 	}
-	for _, want := range []string{h.cluster.Member(0).ID(), "MoneyDeposited", "amount 4242", "account-" + acc.ID, "least_connections"} {
+	for _, want := range []string{h.cluster.Member(0).ID(), "MoneyDeposited", "amount 4242", "account-" + acc.ID, "least_connections", "account_summary"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the dashboard does not show %q", want)
 		}

@@ -47,6 +47,9 @@ type Config struct {
 	// request holds its key (see idempotency.Config.PendingTTL).
 	IdempotencyTTL        time.Duration
 	IdempotencyPendingTTL time.Duration
+	// SummaryWait is how long a summary read with min_version waits for
+	// the read model to reach it (504 past it); the contract says 5 s.
+	SummaryWait time.Duration
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		// Longer than CallTimeout, with room for the handler's own work.
 		IdempotencyTTL:        24 * time.Hour,
 		IdempotencyPendingTTL: 30 * time.Second,
+		SummaryWait:           5 * time.Second,
 	}
 }
 
@@ -72,6 +76,7 @@ func (c Config) Validate() error {
 		"CallTimeout": c.CallTimeout, "TokenTTL": c.TokenTTL, "ReadHeaderTimeout": c.ReadHeaderTimeout,
 		"ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout,
 		"IdempotencyTTL": c.IdempotencyTTL, "IdempotencyPendingTTL": c.IdempotencyPendingTTL,
+		"SummaryWait": c.SummaryWait,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("gateway: %s %v must be > 0", name, d)

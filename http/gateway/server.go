@@ -197,4 +197,5 @@ func (g *Gateway) routes(e *echo.Echo) {
 	e.GET("/api/v1/cluster/members", g.clusterMembers, authed, requireAdmin)
 	g.userRoutes(e)
 	g.streamRoutes(e)
+	g.projectionRoutes(e)
 }

@@ -63,7 +63,10 @@ const panels = {
   },
   async projections() {
     const { projections } = await api("/api/v1/projections");
-    fill("projections", projections.map((p) => [cell(p.name), cell(String(p.position)), cell(String(p.head)), cell(String(p.lag), p.lag > 100 ? "warn" : "ok")]));
+    fill("projections", projections.map((p) => [
+      cell(p.rebuilding ? p.name + " (rebuilding " + Math.floor(100 * p.rebuild_progress) + "%)" : p.name, p.rebuilding ? "warn" : ""),
+      cell(String(p.position)), cell(String(p.head)), cell(String(p.lag), p.lag > 100 ? "warn" : "ok"),
+    ]));
   },
   async sagas() {
     const { sagas } = await api("/api/v1/sagas?limit=15");
