@@ -75,19 +75,21 @@ func (d *Driver) Step(ctx context.Context) (StepResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if meta.Retired != 0 {
-		more, err := d.retire(ctx, meta)
-		if err != nil {
-			return res, err
-		}
-		res.More = more
-	}
 	liveDone, n, err := d.catchUp(ctx, meta.Current, deadline)
 	res.Events += n
 	if err != nil {
 		return res, err
 	}
-	res.More = res.More || !liveDone
+	res.More = !liveDone
+	// After the live catch-up, so that a delete that keeps failing never
+	// holds the live read model back.
+	if meta.Retired != 0 {
+		more, err := d.retire(ctx, meta)
+		if err != nil {
+			return res, err
+		}
+		res.More = res.More || more
+	}
 	if meta.Next == 0 {
 		return res, nil
 	}
@@ -104,6 +106,17 @@ func (d *Driver) Step(ctx context.Context) (StepResult, error) {
 	case !nextDone:
 		res.More = true
 	case liveDone && meta.Retired == 0:
+		// Another activation (the cluster can briefly run two) may have
+		// moved the live generation past the rebuilt one since this one
+		// caught up; swapping then would show readers an older summary.
+		ahead, err := d.liveAhead(ctx, meta)
+		if err != nil {
+			return res, err
+		}
+		if ahead {
+			res.More = true
+			return res, nil
+		}
 		if err := d.swap(ctx, meta); err != nil {
 			return res, err
 		}
@@ -116,6 +129,34 @@ func (d *Driver) Step(ctx context.Context) (StepResult, error) {
 		res.More = res.More || !liveDone
 	}
 	return res, nil
+}
+
+// liveAhead reports whether the live generation's stored checkpoint is
+// past the rebuilt one's in some partition (read from the store, not the
+// cache: the other activation's commits are the point), or the meta moved
+// on meanwhile; either way, no swap now.
+func (d *Driver) liveAhead(ctx context.Context, meta persistence.ProjectionMeta) (bool, error) {
+	for p := range d.cfg.Store.Partitions() {
+		var cps [2]uint64
+		for i, gen := range []uint64{meta.Current, meta.Next} {
+			cctx, cancel := d.call(ctx)
+			cp, err := d.cfg.Store.Checkpoint(cctx, d.ref(gen, p))
+			cancel()
+			if errors.Is(err, persistence.ErrGenerationRetired) {
+				// Swapped by another activation already: the next step
+				// reads the new meta.
+				return true, nil
+			}
+			if err != nil {
+				return false, fmt.Errorf("projection %s: %w", d.ref(gen, p), err)
+			}
+			cps[i] = cp
+		}
+		if cps[0] > cps[1] {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (d *Driver) readMeta(ctx context.Context) (persistence.ProjectionMeta, error) {

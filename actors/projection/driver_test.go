@@ -292,3 +292,110 @@ func TestUndecodableEventStopsTheProjection(t *testing.T) {
 		}
 	})
 }
+
+// racingStore lets a test act as a second activation of the projection at
+// the worst moment: right after the rebuilt generation commits its last
+// batch, inject runs once.
+type racingStore struct {
+	persistence.Store
+	next   uint64 // the rebuilt generation
+	inject func()
+}
+
+func (s *racingStore) ApplyReadModel(ctx context.Context, ref persistence.ReadModelRef, expected, next uint64, docs []persistence.DocWrite) error {
+	if err := s.Store.ApplyReadModel(ctx, ref, expected, next, docs); err != nil {
+		return err
+	}
+	if head, err := s.Head(ctx, ref.Partition); err == nil && ref.Generation == s.next && next == head && s.inject != nil {
+		inject := s.inject
+		s.inject = nil
+		inject()
+	}
+	return nil
+}
+
+// commitLive is what another activation does: fold the live generation's
+// next events and commit them.
+func commitLive(t *testing.T, s persistence.Store, ref persistence.ReadModelRef) {
+	t.Helper()
+	ctx := context.Background()
+	cp, err := s.Checkpoint(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := s.ReadPartition(ctx, ref.Partition, cp, 100)
+	if err != nil || len(events) == 0 {
+		t.Fatalf("read after %d: %d events, %v", cp, len(events), err)
+	}
+	h := projection.AccountSummary{}
+	keys := h.Keys(events)
+	found, err := s.ReadDocs(ctx, ref, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := map[string][]byte{}
+	for i, k := range keys {
+		docs[k] = found[i]
+	}
+	writes, err := h.Fold(docs, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyReadModel(ctx, ref, cp, events[len(events)-1].Position, writes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two activations during a rebuild: while one finishes the rebuilt
+// generation, the other commits a new event to the live one. The swap must
+// wait until the rebuilt generation has it too, or readers would see the
+// summary go back a version.
+func TestSwapWaitsForALiveGenerationAhead(t *testing.T) {
+	backends(t, 1, func(t *testing.T, inner persistence.Store) {
+		l := newLedger()
+		s := &racingStore{Store: inner}
+		cfg := driverConfig(t, s, newClock().Now)
+		// One batch holds the whole rebuild, so the rebuilt generation is
+		// done the moment it commits it and nothing picks the injected
+		// event up before the swap decision.
+		cfg.BatchSize = 1000
+		d := projection.NewDriver(projection.AccountSummary{}, cfg)
+		writeAccounts(t, inner, l, rand.New(rand.NewPCG(3, 4)), "acc", 5)
+		const id = "open1"
+		opened, _ := decideAll([]*messages.AccountRequest{openReq("N"+id, 100)}, id)
+		l.appendEvents(t, inner, id, opened)
+		stepUntilIdle(t, d)
+		meta, _, err := d.RequestRebuild(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.next = meta.Next
+		s.inject = func() {
+			l.deposit(t, inner, id, 11)
+			commitLive(t, inner, persistence.ReadModelRef{Projection: projection.AccountSummaryName, Generation: meta.Current, Partition: 0})
+		}
+		wantVersion := l.want()[id].Version + 1
+		for i := 0; ; i++ {
+			if _, err := d.Step(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s.inject == nil { // injected: from now on readers must see the deposit
+				got, ok, err := projection.GetSummary(context.Background(), inner, id)
+				if err != nil || !ok || got.Version != wantVersion {
+					t.Fatalf("step %d: summary of %s at version %d (%v, %v), want %d", i, id, got.Version, ok, err, wantVersion)
+				}
+			}
+			if st := mustStatus(t, inner); !st.Rebuilding {
+				break
+			}
+			if i > 10_000 {
+				t.Fatal("rebuild never finished")
+			}
+		}
+		if s.inject != nil {
+			t.Fatal("the rebuilt generation never committed up to the head")
+		}
+		stepUntilIdle(t, d)
+		checkSummaries(t, inner, l.want())
+	})
+}

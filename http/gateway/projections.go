@@ -92,6 +92,9 @@ func (g *Gateway) rebuildProjection(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
 	reply, err := projection.Rebuild(ctx, g.deps.Member, name)
+	if reply.GetServedBy() != "" {
+		c.Response().Header().Set(headerServedBy, reply.GetServedBy())
+	}
 	if errors.Is(err, projection.ErrUnknownProjection) {
 		return messages.Fail(messages.CodeNotFound, "no projection %q; known: %v", name, projection.Names())
 	}

@@ -201,6 +201,9 @@ func TestRebuildThroughAPIUnderWriteLoad(t *testing.T) {
 	if r.status != http.StatusAccepted {
 		t.Fatalf("rebuild: %s", r)
 	}
+	if got := r.header.Get("X-Served-By"); got != h.cluster.Member(0).ID() {
+		t.Fatalf("rebuild X-Served-By %q, want %q", got, h.cluster.Member(0).ID())
+	}
 	testkit.WaitFor(t, 30*time.Second, func() error {
 		st := h.projectionStatus(admin)
 		if st.Rebuilding || st.Generation <= before.Generation {
