@@ -70,7 +70,7 @@ func summaryFailure(err error) error {
 	if errors.Is(err, persistence.ErrInvalid) {
 		return messages.Fail(messages.CodeValidationFailed, "%v", err)
 	}
-	return messages.Fail(messages.CodeServiceUnavailable, "read model unavailable")
+	return storageFailure(err)
 }
 
 func (g *Gateway) projections(c echo.Context) error {
