@@ -24,6 +24,7 @@ const (
 	CodeAlreadyExists        = "already_exists"
 	CodeVersionConflict      = "version_conflict"
 	CodeIdempotencyReused    = "idempotency_key_reused"
+	CodeRequestInProgress    = "request_in_progress"
 	CodePayloadTooLarge      = "payload_too_large"
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeSagaFailed           = "saga_failed"

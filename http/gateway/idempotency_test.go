@@ -155,8 +155,10 @@ func TestIdempotencyAfterMemberDied(t *testing.T) {
 	cfg(&bc)
 	b := a.siblingOn(survivor.Member(0), bc, func(d *gateway.Deps) { d.Idempotency = shared })
 
+	// It waits up to the call timeout for the dead attempt's answer, then
+	// hears "unknown yet", never "another request".
 	r := b.do("POST", dep, alice, `{"amount":25}`, "Idempotency-Key", "dep-kill")
-	r.problem(t, http.StatusConflict, "idempotency_key_reused")
+	r.problem(t, http.StatusConflict, "request_in_progress")
 	if retry, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || retry < 1 || retry > int(pendingTTL/time.Second) {
 		t.Fatalf("Retry-After %q while the dead attempt's claim lasts, want 1..%d", r.header.Get("Retry-After"), int(pendingTTL/time.Second))
 	}

@@ -98,6 +98,9 @@ func (g *Gateway) buildMiddleware() error {
 	}
 	ic := idempotency.DefaultConfig()
 	ic.Store, ic.TTL, ic.PendingTTL, ic.BodyLimit = store, g.cfg.IdempotencyTTL, g.cfg.IdempotencyPendingTTL, g.cfg.BodyLimit
+	// A retry waits for a first attempt that is still running as long as
+	// that attempt may still be waiting for its grain.
+	ic.Wait = g.cfg.CallTimeout
 	if g.idem, err = idempotency.New(ic, g.deps.Logger, g.registry); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}

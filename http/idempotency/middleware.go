@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -58,12 +56,17 @@ type Config struct {
 	MaxResponse int
 	// StoreTimeout bounds each call to the store.
 	StoreTimeout time.Duration
+	// Wait is how long a retry that finds the first attempt still running
+	// waits for its answer (the contract: up to the call timeout) before
+	// it is told 409 request_in_progress; Poll is how often it looks.
+	Wait, Poll time.Duration
 }
 
 // DefaultConfig returns the contract's TTL and the defaults; Store and
 // BodyLimit are the caller's.
 func DefaultConfig() Config {
-	return Config{TTL: 24 * time.Hour, PendingTTL: 30 * time.Second, MaxResponse: 1 << 20, StoreTimeout: 2 * time.Second}
+	return Config{TTL: 24 * time.Hour, PendingTTL: 30 * time.Second, MaxResponse: 1 << 20, StoreTimeout: 2 * time.Second,
+		Wait: 5 * time.Second, Poll: 50 * time.Millisecond}
 }
 
 // Validate names the first unusable field.
@@ -81,6 +84,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("idempotency: MaxResponse %d must be > 0", c.MaxResponse)
 	case c.StoreTimeout <= 0:
 		return fmt.Errorf("idempotency: StoreTimeout %v must be > 0", c.StoreTimeout)
+	case c.Wait < 0 || c.Poll <= 0:
+		return fmt.Errorf("idempotency: Wait %v must be >= 0 and Poll %v > 0", c.Wait, c.Poll)
+	case c.PendingTTL <= c.Wait:
+		// A claim that lapses while its attempt can still commit would let
+		// a retry run beside it.
+		return fmt.Errorf("idempotency: PendingTTL %v must be longer than Wait %v", c.PendingTTL, c.Wait)
 	}
 	return nil
 }
@@ -91,7 +100,7 @@ const (
 	outcomeNotStored  = "not_stored"  // first request, answer retryable (5xx) or too large
 	outcomeReplayed   = "replayed"    // same request again: first answer replayed
 	outcomeMismatch   = "mismatch"    // same key, another request: 409
-	outcomeInProgress = "in_progress" // same key while the first still runs: 409
+	outcomeInProgress = "in_progress" // same key, the first still ran after Wait: 409
 )
 
 // Middleware answers repeated requests from their first answer.
@@ -122,14 +131,18 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Middleware, 
 //
 // A request with a key is fingerprinted (method, path, body). The first
 // one claims the key and runs; its answer is kept for TTL if it is final
-// (2xx other than 202, 4xx other than 408 and 429), else the claim is dropped so a
-// retry runs again. The same request again gets the kept answer, marked
-// Idempotent-Replayed: true, and runs nothing. Another request with the
-// same key gets 409 idempotency_key_reused. A duplicate arriving while the
-// first still runs is not run and not held either: it gets 409
-// idempotency_key_reused with Retry-After, so no client ties up a
-// connection waiting and no request runs twice. If the store cannot be
-// reached the request is refused with 503 (the promise cannot be kept).
+// (2xx other than 202, 4xx other than 408 and 429), else the claim is
+// dropped so a retry runs again. The same request again gets the kept
+// answer, marked Idempotent-Replayed: true, and runs nothing. Another
+// request with the same key gets 409 idempotency_key_reused.
+//
+// A duplicate that arrives while the first attempt still runs (its
+// gateway or grain slow, frozen or dead) must not be told anything the
+// journal may contradict later: it waits up to Wait for that attempt's
+// answer and replays it, or runs itself if the attempt gave up without
+// one; still nothing by then, it gets 409 request_in_progress with
+// Retry-After, which means "unknown yet". If the store cannot be reached
+// the request is refused with 503 (the promise cannot be kept).
 func (m *Middleware) Func(caller func(echo.Context) string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -148,30 +161,52 @@ func (m *Middleware) Func(caller func(echo.Context) string) echo.MiddlewareFunc 
 			rkey := recordKey(caller(c), key)
 			log := reqlog.From(c.Request().Context(), m.log)
 
-			ctx, cancel := m.storeContext(c.Request().Context())
-			token, rec, err := m.cfg.Store.Claim(ctx, rkey, fp, m.cfg.PendingTTL)
-			cancel()
-			if err != nil {
-				log.Warn("idempotency store unavailable", "err", err)
-				return messages.Fail(messages.CodeServiceUnavailable, "idempotency records unavailable; retry later")
+			waitUntil := time.Now().Add(m.cfg.Wait)
+			for {
+				ctx, cancel := m.storeContext(c.Request().Context())
+				token, rec, err := m.cfg.Store.Claim(ctx, rkey, fp, m.cfg.PendingTTL)
+				cancel()
+				switch {
+				case err != nil:
+					log.Warn("idempotency store unavailable", "err", err)
+					return messages.Fail(messages.CodeServiceUnavailable, "idempotency records unavailable; retry later")
+				case rec == nil:
+					return m.runFirst(c, next, log, rkey, token)
+				case rec.Fingerprint != fp || !rec.Pending():
+					return m.answerExisting(c, rec, fp)
+				}
+				if !m.pause(c.Request().Context(), waitUntil) {
+					m.outcomes.WithLabelValues(outcomeInProgress).Inc()
+					c.Response().Header().Set("Retry-After", "1")
+					return messages.Fail(messages.CodeRequestInProgress,
+						"a request with this %s is still in progress and has no answer yet; it may or may not take effect: retry with the same key", HeaderKey)
+				}
 			}
-			if rec != nil {
-				return m.answerExisting(c, rec, fp)
-			}
-			return m.runFirst(c, next, log, rkey, token)
 		}
 	}
 }
 
+// pause waits one poll interval unless that would pass until or the
+// client hung up; it reports whether the caller may look again.
+func (m *Middleware) pause(ctx context.Context, until time.Time) bool {
+	left := time.Until(until)
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(left, m.cfg.Poll))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func (m *Middleware) answerExisting(c echo.Context, rec *Record, fp string) error {
-	switch {
-	case rec.Fingerprint != fp:
+	if rec.Fingerprint != fp {
 		m.outcomes.WithLabelValues(outcomeMismatch).Inc()
 		return messages.Fail(messages.CodeIdempotencyReused, "%s was already used for another request (different path or body); use a new key", HeaderKey)
-	case rec.Pending():
-		m.outcomes.WithLabelValues(outcomeInProgress).Inc()
-		c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(rec.ExpiresIn.Seconds())))))
-		return messages.Fail(messages.CodeIdempotencyReused, "a request with this %s is still in progress; retry once it has finished", HeaderKey)
 	}
 	m.outcomes.WithLabelValues(outcomeReplayed).Inc()
 	h := c.Response().Header()

@@ -182,10 +182,11 @@ func TestOnlyFinalAnswersAreKept(t *testing.T) {
 	}
 }
 
-// A duplicate that arrives while the first request still runs is refused
-// at once, not run and not held.
-func TestConcurrentDuplicate(t *testing.T) {
-	a := newApp(t, idempotency.NewMemoryStore(0, nil))
+// A duplicate that arrives while the first request still runs is not run
+// and is never told anything the first attempt may contradict: it waits
+// for the first answer and replays it.
+func TestConcurrentDuplicateWaitsForTheFirstAnswer(t *testing.T) {
+	a := newApp(t, idempotency.NewMemoryStore(0, nil), func(c *idempotency.Config) { c.Wait = 10 * time.Second })
 	entered, release := make(chan struct{}), make(chan struct{})
 	a.handler = func(c echo.Context) error {
 		close(entered)
@@ -199,27 +200,78 @@ func TestConcurrentDuplicate(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("first request never reached the handler")
 	}
+	dupDone := make(chan *httptest.ResponseRecorder, 1)
+	go func() { dupDone <- a.post("/things/1", `{}`, "Idempotency-Key", "k") }()
+	select {
+	case dup := <-dupDone:
+		t.Fatalf("duplicate answered %d %s before the first attempt had an answer", dup.Code, dup.Body)
+	case <-time.After(200 * time.Millisecond): // it must still be waiting; a wrong early answer shows up here
+	}
+	close(release)
+	first, dup := <-done, <-dupDone
+	if dup.Code != first.Code || dup.Body.String() != first.Body.String() || dup.Header().Get(idempotency.HeaderReplayed) != "true" {
+		t.Fatalf("duplicate %d %s, first %d %s: want the first answer replayed", dup.Code, dup.Body, first.Code, first.Body)
+	}
+	if a.runs.Load() != 1 || outcome(a, "replayed") != 1 {
+		t.Fatalf("%d runs, %v replays", a.runs.Load(), outcome(a, "replayed"))
+	}
+}
+
+// A first attempt that stays without an answer for longer than Wait
+// leaves its duplicate with 409 request_in_progress ("unknown yet"), never
+// idempotency_key_reused, which would read as "not applied".
+func TestDuplicateOfAStuckAttemptIsInProgress(t *testing.T) {
+	a := newApp(t, idempotency.NewMemoryStore(0, nil), func(c *idempotency.Config) { c.Wait = 100 * time.Millisecond })
+	entered, release := make(chan struct{}), make(chan struct{})
+	a.handler = func(c echo.Context) error {
+		close(entered)
+		<-release
+		return c.JSON(http.StatusOK, map[string]string{"ok": "yes"})
+	}
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- a.post("/things/1", `{}`, "Idempotency-Key", "k") }()
+	<-entered
 	dup := a.post("/things/1", `{}`, "Idempotency-Key", "k")
-	wantProblem(t, dup, http.StatusConflict, messages.CodeIdempotencyReused)
+	wantProblem(t, dup, http.StatusConflict, messages.CodeRequestInProgress)
 	if ra := dup.Header().Get("Retry-After"); ra == "" || ra == "0" {
 		t.Fatalf("Retry-After %q", ra)
 	}
-	if !strings.Contains(dup.Body.String(), "in progress") {
-		t.Fatalf("detail does not say the first is in progress: %s", dup.Body)
-	}
 	close(release)
-	var first *httptest.ResponseRecorder
-	select {
-	case first = <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("first request never finished")
-	}
+	first := <-done
 	after := a.post("/things/1", `{}`, "Idempotency-Key", "k")
 	if after.Code != first.Code || after.Body.String() != first.Body.String() || a.runs.Load() != 1 {
 		t.Fatalf("after the first finished: %d %s (%d runs)", after.Code, after.Body, a.runs.Load())
 	}
 	if outcome(a, "in_progress") != 1 {
 		t.Fatalf("in_progress outcomes %v", outcome(a, "in_progress"))
+	}
+}
+
+// A waiting duplicate whose first attempt gave up without a final answer
+// (a 504: its claim is dropped) runs itself instead of waiting on.
+func TestDuplicateRunsWhenTheFirstGaveUp(t *testing.T) {
+	a := newApp(t, idempotency.NewMemoryStore(0, nil), func(c *idempotency.Config) { c.Wait = 10 * time.Second })
+	entered, release := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	a.handler = func(c echo.Context) error {
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+			return messages.Fail(messages.CodeTimeout, "grain did not answer")
+		}
+		return c.JSON(http.StatusOK, map[string]string{"ok": "second"})
+	}
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- a.post("/things/1", `{}`, "Idempotency-Key", "k") }()
+	<-entered
+	dupDone := make(chan *httptest.ResponseRecorder, 1)
+	go func() { dupDone <- a.post("/things/1", `{}`, "Idempotency-Key", "k") }()
+	close(release)
+	if first := <-done; first.Code != http.StatusGatewayTimeout {
+		t.Fatalf("first %d %s", first.Code, first.Body)
+	}
+	if dup := <-dupDone; dup.Code != http.StatusOK || !strings.Contains(dup.Body.String(), "second") {
+		t.Fatalf("duplicate %d %s, want it to run once the first gave up", dup.Code, dup.Body)
 	}
 }
 

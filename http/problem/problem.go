@@ -42,6 +42,7 @@ var statusOf = map[string]int{
 	messages.CodeAlreadyExists:        http.StatusConflict,
 	messages.CodeVersionConflict:      http.StatusConflict,
 	messages.CodeIdempotencyReused:    http.StatusConflict,
+	messages.CodeRequestInProgress:    http.StatusConflict,
 	messages.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	messages.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	messages.CodeSagaFailed:           http.StatusUnprocessableEntity,
