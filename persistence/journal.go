@@ -68,7 +68,22 @@ type Journal interface {
 	// another version, and ErrInvalid for an empty batch or stream name.
 	// When Append returns nil the events are stored as durably as the
 	// backend is configured to store them.
-	Append(ctx context.Context, stream string, expectedVersion uint64, events []EventData) (AppendResult, error)
+	//
+	// Options fence the append further, checked atomically with the
+	// version (see NotAfter and ForCommand): it returns ErrExpired or
+	// ErrDeclined, and stores nothing, when a fence does not hold.
+	Append(ctx context.Context, stream string, expectedVersion uint64, events []EventData, opts ...AppendOption) (AppendResult, error)
+
+	// Decline records that command was decided without events (refused)
+	// while stream was at version, provided it still is; atomically, so a
+	// refusal is as linearizable as an append. Until until, no Append
+	// ForCommand(command) on stream succeeds: an activation that decided
+	// the same command on an older view (a member that froze, then woke)
+	// cannot apply what another activation already refused. It returns a
+	// *ConflictError when the stream has another version (catch up and
+	// decide again), ErrInvalid for an empty stream or command, or when
+	// until is not in the future.
+	Decline(ctx context.Context, stream string, version uint64, command string, until time.Time) error
 
 	// ReadStream returns up to limit events of stream with Version >
 	// afterVersion, in version order. limit <= 0 means all. An unknown
@@ -124,7 +139,43 @@ var (
 	ErrCorrupt = errors.New("corrupt journal data")
 	// ErrInvalid: the call's arguments are not acceptable.
 	ErrInvalid = errors.New("invalid journal request")
+	// ErrExpired: an append reached the store after its NotAfter time; it
+	// was not stored, and never will be.
+	ErrExpired = errors.New("append past its deadline")
+	// ErrDeclined: an append carried a command that was declined on the
+	// stream (see Journal.Decline); it was not stored.
+	ErrDeclined = errors.New("command already declined")
 )
+
+// AppendOption fences an append; see AppendFence.
+type AppendOption func(*AppendFence)
+
+// AppendFence is what the options of one append ask of it.
+type AppendFence struct {
+	// NotAfter, when set, refuses the append once the store's own clock
+	// (Redis's, for the Redis backend, so members' clocks cannot disagree
+	// about it) has reached it: the caller has given up by then, and a
+	// retry may run, so a late write of this attempt must not land.
+	NotAfter time.Time
+	// Command, when set, refuses the append if the command was declined
+	// on the stream.
+	Command string
+}
+
+// NotAfter fences an append by its caller's deadline.
+func NotAfter(t time.Time) AppendOption { return func(f *AppendFence) { f.NotAfter = t } }
+
+// ForCommand names the command an append records.
+func ForCommand(id string) AppendOption { return func(f *AppendFence) { f.Command = id } }
+
+// FenceOf folds options into the fence a backend checks.
+func FenceOf(opts []AppendOption) AppendFence {
+	var f AppendFence
+	for _, o := range opts {
+		o(&f)
+	}
+	return f
+}
 
 // ConflictError carries the versions of a failed compare-and-append.
 type ConflictError struct {

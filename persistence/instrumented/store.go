@@ -60,9 +60,9 @@ func New(s persistence.Store, reg prometheus.Registerer) (*Store, error) {
 }
 
 // Append implements persistence.Journal.
-func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData) (persistence.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
 	start := time.Now()
-	res, err := s.Store.Append(ctx, stream, expectedVersion, events)
+	res, err := s.Store.Append(ctx, stream, expectedVersion, events, opts...)
 	result := resultOK
 	switch {
 	case errors.Is(err, persistence.ErrConflict):

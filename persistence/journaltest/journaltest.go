@@ -24,6 +24,7 @@ type suiteCase struct {
 func Run(t *testing.T, newStore NewStore) {
 	var cases []suiteCase
 	cases = append(cases, appendCases()...)
+	cases = append(cases, fenceCases()...)
 	cases = append(cases, concurrencyCases()...)
 	cases = append(cases, partitionCases()...)
 	cases = append(cases, snapshotCases()...)

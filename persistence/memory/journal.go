@@ -3,12 +3,13 @@ package memory
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"granary/persistence"
 )
 
 // Append implements persistence.Journal.
-func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData) (persistence.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
 	fail := func(err error) (persistence.AppendResult, error) {
 		return persistence.AppendResult{}, fmt.Errorf("append %s@%d: %w", stream, expectedVersion, err)
 	}
@@ -36,6 +37,16 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	if err := s.open(ctx); err != nil {
 		return fail(err)
 	}
+	fence := persistence.FenceOf(opts)
+	now := time.Now()
+	if !fence.NotAfter.IsZero() && !now.Before(fence.NotAfter) {
+		return fail(persistence.ErrExpired)
+	}
+	if fence.Command != "" {
+		if until, ok := s.declined[declinedKey{stream, fence.Command}]; ok && now.Before(until) {
+			return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
+		}
+	}
 	index := s.streams[stream]
 	if actual := uint64(len(index)); actual != expectedVersion {
 		return persistence.AppendResult{}, &persistence.ConflictError{Stream: stream, Expected: expectedVersion, Actual: actual}
@@ -55,6 +66,37 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		Partition:     p,
 		FirstPosition: first,
 	}, nil
+}
+
+type declinedKey struct{ stream, command string }
+
+// Decline implements persistence.Journal.
+func (s *Store) Decline(ctx context.Context, stream string, version uint64, command string, until time.Time) error {
+	fail := func(err error) error { return fmt.Errorf("decline %s on %s@%d: %w", command, stream, version, err) }
+	now := time.Now()
+	switch {
+	case stream == "" || command == "":
+		return fail(fmt.Errorf("empty stream or command: %w", persistence.ErrInvalid))
+	case !until.After(now):
+		return fail(fmt.Errorf("until %v is not in the future: %w", until, persistence.ErrInvalid))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.open(ctx); err != nil {
+		return fail(err)
+	}
+	if actual := uint64(len(s.streams[stream])); actual != version {
+		return &persistence.ConflictError{Stream: stream, Expected: version, Actual: actual}
+	}
+	// Marks expire like Redis keys do; sweeping on write keeps the map
+	// as small as the marks still in force.
+	for k, u := range s.declined {
+		if !now.Before(u) {
+			delete(s.declined, k)
+		}
+	}
+	s.declined[declinedKey{stream, command}] = until
+	return nil
 }
 
 // ReadStream implements persistence.Journal.

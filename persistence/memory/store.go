@@ -28,6 +28,8 @@ type Store struct {
 	streams map[string][]int
 	snaps   map[string]persistence.Snapshot
 	sagas   map[sagaKey]persistence.SagaRecord
+	// declined holds the marks of Journal.Decline until they expire.
+	declined map[declinedKey]time.Time
 	// rm holds the projections' read models (readmodel.go).
 	rm readModels
 }
@@ -43,6 +45,7 @@ func New(partitions int) *Store {
 		logs:       make([][]persistence.Event, partitions),
 		streams:    map[string][]int{},
 		snaps:      map[string]persistence.Snapshot{},
+		declined:   map[declinedKey]time.Time{},
 	}
 }
 

@@ -4,13 +4,29 @@
 -- KEYS[1]  stream list: element i is the partition position of version i+1
 -- KEYS[2]  partition event hash: field = decimal position, value = body
 -- KEYS[3]  partition head: decimal count of positions written
+-- KEYS[4]  optional: the declined-mark of the command the batch records
 -- ARGV[1]  expected stream version
--- ARGV[2..] encoded event bodies, in version order
+-- ARGV[2]  not-after time in Unix ms by this server's clock, 0 for none
+-- ARGV[3..] encoded event bodies, in version order
 --
--- Returns {1, new version, first position} or {0, actual version}.
+-- Returns {1, new version, first position}, {0, actual version}, {2} when
+-- the not-after time has passed, or {3} when the command was declined.
 --
 -- Every check runs before the first write because Redis does not roll a
 -- script back when it fails halfway. A wrong-typed key fails its read here.
+local notAfter = tonumber(ARGV[2])
+if notAfter > 0 then
+  -- The server's clock, not the caller's: one clock decides for every
+  -- member whether an attempt came too late.
+  local t = redis.call('TIME')
+  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= notAfter then
+    return {2}
+  end
+end
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
+  return {3}
+end
+
 local actual = redis.call('LLEN', KEYS[1])
 if actual ~= tonumber(ARGV[1]) then
   return {0, actual}
@@ -30,7 +46,7 @@ if redis.call('HLEN', KEYS[2]) ~= head then
 end
 
 local first = head + 1
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   head = head + 1
   -- format, not tostring: Lua prints large numbers in exponent notation.
   local pos = string.format('%d', head)
@@ -38,4 +54,4 @@ for i = 2, #ARGV do
   redis.call('RPUSH', KEYS[1], pos)
 end
 redis.call('SET', KEYS[3], string.format('%d', head))
-return {1, actual + #ARGV - 1, first}
+return {1, actual + #ARGV - 2, first}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -25,7 +26,7 @@ const (
 const maxExact = 1 << 53
 
 // Append implements persistence.Journal with append.lua.
-func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData) (persistence.AppendResult, error) {
+func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
 	fail := func(err error) (persistence.AppendResult, error) {
 		return persistence.AppendResult{}, fmt.Errorf("append %s@%d: %w", stream, expectedVersion, err)
 	}
@@ -49,21 +50,71 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	}
 	p := s.PartitionOf(stream)
 	streamKey := s.keys.stream(p, stream)
-	args := make([]any, 0, 1+len(events))
-	args = append(args, strconv.FormatUint(expectedVersion, 10))
+	fence := persistence.FenceOf(opts)
+	var notAfter int64
+	if !fence.NotAfter.IsZero() {
+		notAfter = max(1, fence.NotAfter.UnixMilli())
+	}
+	args := make([]any, 0, 2+len(events))
+	args = append(args, strconv.FormatUint(expectedVersion, 10), notAfter)
 	for i, e := range events {
 		args = append(args, encodeEvent(stream, expectedVersion+uint64(i)+1, e))
 	}
+	keys := []string{streamKey, s.keys.events(p), s.keys.head(p)}
+	if fence.Command != "" {
+		keys = append(keys, s.keys.declined(p, stream, fence.Command))
+	}
 
-	reply, err := appendScript.Run(ctx, s.client, []string{streamKey, s.keys.events(p), s.keys.head(p)}, args...).Int64Slice()
+	reply, err := appendScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
 		return fail(classify(err, streamKey))
 	}
 	switch {
+	case len(reply) == 1 && reply[0] == 2:
+		return fail(persistence.ErrExpired)
+	case len(reply) == 1 && reply[0] == 3:
+		return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
 	case len(reply) == 2 && reply[0] == 0 && reply[1] >= 0:
 		return persistence.AppendResult{}, &persistence.ConflictError{Stream: stream, Expected: expectedVersion, Actual: uint64(reply[1])}
 	case len(reply) == 3 && reply[0] == 1 && uint64(reply[1]) == expectedVersion+uint64(len(events)) && reply[2] > 0:
 		return persistence.AppendResult{Version: uint64(reply[1]), Partition: p, FirstPosition: uint64(reply[2])}, nil
+	default:
+		return fail(fmt.Errorf("unexpected script reply %v", reply))
+	}
+}
+
+// Decline implements persistence.Journal with decline.lua.
+func (s *Store) Decline(ctx context.Context, stream string, version uint64, command string, until time.Time) error {
+	fail := func(err error) error { return fmt.Errorf("decline %s on %s@%d: %w", command, stream, version, err) }
+	ttl := time.Until(until).Milliseconds()
+	switch {
+	case stream == "" || command == "":
+		return fail(fmt.Errorf("empty stream or command: %w", persistence.ErrInvalid))
+	case ttl <= 0:
+		return fail(fmt.Errorf("until %v is not in the future: %w", until, persistence.ErrInvalid))
+	}
+	if err := s.usable(ctx); err != nil {
+		return fail(err)
+	}
+	if version >= maxExact {
+		actual, err := s.StreamVersion(ctx, stream)
+		if err != nil {
+			return fail(err)
+		}
+		return &persistence.ConflictError{Stream: stream, Expected: version, Actual: actual}
+	}
+	p := s.PartitionOf(stream)
+	streamKey := s.keys.stream(p, stream)
+	reply, err := declineScript.Run(ctx, s.client, []string{streamKey, s.keys.declined(p, stream, command)},
+		strconv.FormatUint(version, 10), ttl).Int64Slice()
+	if err != nil {
+		return fail(classify(err, streamKey))
+	}
+	switch {
+	case len(reply) == 1 && reply[0] == 1:
+		return nil
+	case len(reply) == 2 && reply[0] == 0 && reply[1] >= 0:
+		return &persistence.ConflictError{Stream: stream, Expected: version, Actual: uint64(reply[1])}
 	default:
 		return fail(fmt.Errorf("unexpected script reply %v", reply))
 	}

@@ -10,6 +10,7 @@ import "strconv"
 //	<prefix>:{pN}:ev             hash    decimal position -> event body
 //	<prefix>:{pN}:s:<stream>     list    element i = position of version i+1
 //	<prefix>:{pN}:snap:<stream>  hash    v = decimal version, d = data
+//	<prefix>:{pN}:dc:<len>:<stream>:<command>  string  a declined command (expires)
 //
 // Bodies are stored once, in the partition hash; the stream list only
 // indexes them. Both reads are O(1) per event: an LRANGE plus HGETs for a
@@ -23,4 +24,10 @@ func (k keys) events(p int) string                { return k.tag(p) + ":ev" }
 func (k keys) stream(p int, stream string) string { return k.tag(p) + ":s:" + stream }
 func (k keys) snapshot(p int, stream string) string {
 	return k.tag(p) + ":snap:" + stream
+}
+
+// declined spells the stream's length so that no stream and command pair
+// can name another pair's key.
+func (k keys) declined(p int, stream, command string) string {
+	return k.tag(p) + ":dc:" + strconv.Itoa(len(stream)) + ":" + stream + ":" + command
 }

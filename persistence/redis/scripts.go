@@ -13,6 +13,10 @@ var (
 	appendSrc    string
 	appendScript = goredis.NewScript(appendSrc)
 
+	//go:embed decline.lua
+	declineSrc    string
+	declineScript = goredis.NewScript(declineSrc)
+
 	//go:embed read_stream.lua
 	readStreamSrc    string
 	readStreamScript = goredis.NewScript(readStreamSrc)
