@@ -210,14 +210,14 @@ type failingStore struct {
 	mode atomic.Value // "", "fail", "panic"
 }
 
-func (f *failingStore) Append(ctx context.Context, stream string, v uint64, evs []persistence.EventData) (persistence.AppendResult, error) {
+func (f *failingStore) Append(ctx context.Context, stream string, v uint64, evs []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
 	switch f.mode.Load() {
 	case "fail":
 		return persistence.AppendResult{}, errors.New("connection reset")
 	case "panic":
 		panic("store exploded")
 	}
-	return f.Store.Append(ctx, stream, v, evs)
+	return f.Store.Append(ctx, stream, v, evs, opts...)
 }
 
 func TestGrainAnswersStorageFailuresAndPanicsAndRecovers(t *testing.T) {
@@ -253,4 +253,51 @@ func TestGrainRefusesExpiredRequests(t *testing.T) {
 		t.Fatalf("expired request: %v", r)
 	}
 	assertLinearHistory(t, store, "acc", 1, 100)
+}
+
+// A refusal is a definite answer: an activation that decides the same
+// command later on an older view (a member that froze and woke up) must
+// not apply it, even once the money is there.
+func TestRefusalStandsAgainstAStaleActivation(t *testing.T) {
+	store := testkit.NewStore(t)
+	system := newSystem(t)
+	cfg := grainConfig(t, store)
+	stale := activate(t, system, cfg, "acc")
+	stale.call(t, openReq("ACC-1", 100)) // stale holds version 1
+	live := activate(t, system, cfg, "acc")
+	if r := live.call(t, withID(withdraw(150), "w-1")); r.GetFailure().GetCode() != messages.CodeInsufficientFunds {
+		t.Fatalf("live activation: %v, want insufficient_funds", r)
+	}
+	if r := live.call(t, withID(deposit(100), "d-1")); r.GetAccount().GetBalance() != 200 {
+		t.Fatalf("deposit: %v", r)
+	}
+	// The stale activation now gets the same command (a cluster re-send
+	// that sat in its mailbox): it must not withdraw what was refused.
+	r := stale.call(t, withID(withdraw(150), "w-1"))
+	if r.GetFailure() == nil {
+		t.Fatalf("stale activation applied a refused command: %v", r)
+	}
+	assertLinearHistory(t, store, "acc", 2, 200)
+}
+
+// An attempt that reaches the journal after its caller's deadline (its
+// member checked the deadline, then froze) stores nothing: the caller was
+// told "timed out" and may already be retrying.
+func TestLateAttemptCannotCommit(t *testing.T) {
+	store := testkit.NewStore(t)
+	cfg := grainConfig(t, store)
+	// The member's clock runs behind: its own deadline check passes.
+	cfg.Now = func() time.Time { return time.Now().Add(-time.Minute) }
+	a := activate(t, newSystem(t), cfg, "acc")
+	a.call(t, openReq("ACC-1", 100))
+	req := withID(deposit(5), "late-1")
+	req.DeadlineUnixMs = time.Now().Add(-time.Second).UnixMilli()
+	if r := a.call(t, req); r.GetFailure().GetCode() != messages.CodeTimeout {
+		t.Fatalf("late attempt: %v, want timeout", r)
+	}
+	assertLinearHistory(t, store, "acc", 1, 100)
+	// The grain still works: nothing was stored, so nothing is in doubt.
+	if r := a.call(t, withID(deposit(5), "on-time")); r.GetAccount().GetBalance() != 105 {
+		t.Fatalf("next deposit: %v", r)
+	}
 }

@@ -125,7 +125,11 @@ func (g *grain[S, E, Req, Reply]) handle(req Req) (reply Reply) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
-	out, err := g.host.Execute(ctx, req.GetCommandId(), func(s S) ([]E, error) {
+	var deadline time.Time
+	if d := req.GetDeadlineUnixMs(); d > 0 {
+		deadline = time.UnixMilli(d)
+	}
+	out, err := g.host.ExecuteBefore(ctx, req.GetCommandId(), deadline, func(s S) ([]E, error) {
 		return g.kind.Decide(s, g.id, req, now)
 	})
 	if err != nil {

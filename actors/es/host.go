@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"granary/messages"
 	"granary/persistence"
@@ -93,6 +94,26 @@ type Outcome[S any] struct {
 // as they are; storage trouble is a *messages.Failure with
 // CodeServiceUnavailable (after which the state is reloaded on next use).
 func (h *Host[S, E]) Execute(ctx context.Context, commandID string, decide func(S) ([]E, error)) (Outcome[S], error) {
+	return h.ExecuteBefore(ctx, commandID, time.Time{}, decide)
+}
+
+// declineHold is how long a refusal fences its command when the command
+// has no deadline: longer than any member stays frozen in practice.
+const declineHold = 10 * time.Minute
+
+// declineMargin keeps a refusal's fence a little past its deadline, for
+// the difference between this member's clock and the store's.
+const declineMargin = time.Second
+
+// ExecuteBefore is Execute for a command whose caller gives up at deadline
+// (zero: never). The journal refuses its events once the deadline passed,
+// so an attempt that ran late (a frozen member waking up) cannot commit
+// after its caller was told "timed out" and may have retried. A refusal of
+// a command with an id is recorded in the journal at the version it was
+// decided at (Journal.Decline), so no other activation deciding the same
+// command on an older view can apply it afterwards: every definite answer
+// agrees with the journal.
+func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadline time.Time, decide func(S) ([]E, error)) (Outcome[S], error) {
 	if err := h.Load(ctx); err != nil {
 		h.log.Error("activation failed", "err", err)
 		return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
@@ -102,10 +123,24 @@ func (h *Host[S, E]) Execute(ctx context.Context, commandID string, decide func(
 			return Outcome[S]{State: h.state, Duplicate: true}, nil
 		}
 		events, err := decide(h.state)
+		if err != nil && commandID != "" {
+			behind, derr := h.decline(ctx, commandID, deadline)
+			switch {
+			case derr != nil:
+				h.loaded = false
+				h.log.Error("recording a refusal failed", "err", derr)
+				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+			case !behind:
+				return Outcome[S]{State: h.state}, err
+			case attempt >= maxRetries:
+				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "contended by another activation; retry")
+			}
+			continue
+		}
 		if err != nil || len(events) == 0 {
-			// A refusal or a read must not rest on a stale view: another
-			// activation (membership change) may have written since we
-			// loaded. One LLEN tells; catch up and decide again if so.
+			// A read must not rest on a stale view: another activation
+			// (membership change) may have written since we loaded. One
+			// LLEN tells; catch up and decide again if so.
 			behind, ferr := h.freshen(ctx)
 			if ferr != nil {
 				h.loaded = false
@@ -117,11 +152,20 @@ func (h *Host[S, E]) Execute(ctx context.Context, commandID string, decide func(
 			}
 			return Outcome[S]{State: h.state}, err
 		}
-		err = h.append(ctx, events)
-		if err == nil {
+		err = h.append(ctx, events, appendFence(commandID, deadline)...)
+		switch {
+		case err == nil:
 			return Outcome[S]{State: h.state}, nil
-		}
-		if !errors.Is(err, persistence.ErrConflict) {
+		case errors.Is(err, persistence.ErrExpired):
+			// Nothing was stored, and nothing of this attempt ever will be.
+			return Outcome[S]{}, messages.Fail(messages.CodeTimeout, "request expired before it could be stored; not applied")
+		case errors.Is(err, persistence.ErrDeclined):
+			// Another activation refused this command on a newer view; its
+			// answer stands. This one is stale: reload on next use.
+			h.loaded = false
+			h.log.Warn("command was refused by another activation", "command", commandID)
+			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "request was already refused; not applied")
+		case !errors.Is(err, persistence.ErrConflict):
 			// The append may or may not be stored: forget what we hold.
 			h.loaded = false
 			h.log.Error("append failed", "err", err)
@@ -139,6 +183,40 @@ func (h *Host[S, E]) Execute(ctx context.Context, commandID string, decide func(
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 		}
 	}
+}
+
+func appendFence(commandID string, deadline time.Time) []persistence.AppendOption {
+	var opts []persistence.AppendOption
+	if commandID != "" {
+		opts = append(opts, persistence.ForCommand(commandID))
+	}
+	if !deadline.IsZero() {
+		opts = append(opts, persistence.NotAfter(deadline))
+	}
+	return opts
+}
+
+// decline records the refusal of commandID at the state's version. When
+// the journal is ahead it catches up instead and reports behind, so the
+// caller decides again on the newer view.
+func (h *Host[S, E]) decline(ctx context.Context, commandID string, deadline time.Time) (behind bool, err error) {
+	until := time.Now().Add(declineHold)
+	if !deadline.IsZero() {
+		until = deadline.Add(declineMargin)
+	}
+	stream, mine := h.codec.Stream(h.id), h.codec.Version(h.state)
+	err = h.cfg.Store.Decline(ctx, stream, mine, commandID, until)
+	var conflict *persistence.ConflictError
+	switch {
+	case err == nil:
+		return false, nil
+	case !errors.As(err, &conflict):
+		return false, fmt.Errorf("decline %s on %s: %w", commandID, stream, err)
+	case conflict.Actual < mine:
+		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, conflict.Actual, mine, persistence.ErrCorrupt)
+	}
+	h.log.Warn("journal is ahead of this activation; catching up before refusing", "state_version", mine, "journal_version", conflict.Actual)
+	return true, h.replay(ctx)
 }
 
 // Load rebuilds the state from the latest snapshot plus the journal's tail,
@@ -183,7 +261,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 }
 
 // append stores events at the state's version and applies them once stored.
-func (h *Host[S, E]) append(ctx context.Context, events []E) error {
+func (h *Host[S, E]) append(ctx context.Context, events []E, opts ...persistence.AppendOption) error {
 	stream := h.codec.Stream(h.id)
 	batch := make([]persistence.EventData, len(events))
 	for i, ev := range events {
@@ -194,7 +272,7 @@ func (h *Host[S, E]) append(ctx context.Context, events []E) error {
 		batch[i] = data
 	}
 	before := h.codec.Version(h.state)
-	if _, err := h.cfg.Store.Append(ctx, stream, before, batch); err != nil {
+	if _, err := h.cfg.Store.Append(ctx, stream, before, batch, opts...); err != nil {
 		return fmt.Errorf("append %s@%d: %w", stream, before, err)
 	}
 	for _, ev := range events {

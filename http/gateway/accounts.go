@@ -109,6 +109,9 @@ func (g *Gateway) getAccount(c echo.Context) error {
 		return err
 	}
 	req.Command = &messages.AccountRequest_Get{Get: &messages.GetAccount{}}
+	// A read has nothing to deduplicate, and without an id its refusals
+	// (not found, forbidden) need no fence in the journal.
+	req.CommandId = ""
 	reply, err := g.callAccount(c, id, req)
 	if err != nil {
 		return err

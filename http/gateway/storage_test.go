@@ -85,7 +85,7 @@ type stallingStore struct {
 	inFlight atomic.Int32
 }
 
-func (s *stallingStore) Append(ctx context.Context, _ string, _ uint64, _ []persistence.EventData) (persistence.AppendResult, error) {
+func (s *stallingStore) Append(ctx context.Context, _ string, _ uint64, _ []persistence.EventData, _ ...persistence.AppendOption) (persistence.AppendResult, error) {
 	s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
 	select {

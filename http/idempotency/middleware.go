@@ -249,9 +249,9 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.L
 	if !resp.Committed || !final(resp.Status) || rec.overflow {
 		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
 		m.release(c, log, rkey, token)
-		return nil
+		return rec.send()
 	}
-	kept := Response{Status: resp.Status, Header: http.Header{}, Body: rec.buf.Bytes()}
+	kept := Response{Status: resp.Status, Header: http.Header{}, Body: bytes.Clone(rec.buf.Bytes())}
 	for _, name := range replayedHeaders {
 		for _, v := range resp.Header().Values(name) {
 			http.Header(kept.Header).Add(name, v)
@@ -260,14 +260,25 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.L
 	ctx, cancel := m.storeContext(c.Request().Context())
 	defer cancel()
 	if err := m.cfg.Store.Complete(ctx, rkey, token, kept, m.cfg.TTL); err != nil {
-		// The answer is sent; without a record, a retry runs again once
-		// the claim expires, which the grains' command ids make safe.
 		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
 		log.Warn("idempotency record not stored", "err", err)
+		if resp.Status < 300 {
+			// Applied either way; a retry finds the command applied in its
+			// grain and answers the same.
+			return rec.send()
+		}
+		// A refusal nobody recorded could be decided otherwise by a retry
+		// (the money may be there by then): answer "unknown" instead.
+		c.Response().Writer = rec.ResponseWriter
+		for _, name := range replayedHeaders {
+			resp.Header().Del(name)
+		}
+		resp.Committed, resp.Status, resp.Size = false, 0, 0
+		c.Error(messages.Fail(messages.CodeServiceUnavailable, "the answer could not be recorded under this %s; retry with the same key", HeaderKey))
 		return nil
 	}
 	m.outcomes.WithLabelValues(outcomeStored).Inc()
-	return nil
+	return rec.send()
 }
 
 func (m *Middleware) release(c echo.Context, log *slog.Logger, rkey, token string) {
@@ -335,26 +346,59 @@ func recordKey(caller, key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// recorder passes an answer through while keeping a copy of its body, up
-// to limit bytes.
+// recorder holds an answer back until it is recorded, up to limit bytes:
+// a client must not hear an answer that a retry could contradict. A
+// larger answer streams through and is not kept.
 type recorder struct {
 	http.ResponseWriter
+	status   int
 	buf      bytes.Buffer
 	limit    int
-	overflow bool
+	overflow bool // passing through: held back no more
+	sent     bool
+}
+
+func (r *recorder) WriteHeader(status int) {
+	if r.overflow {
+		r.ResponseWriter.WriteHeader(status)
+		return
+	}
+	if r.status == 0 {
+		r.status = status
+	}
 }
 
 func (r *recorder) Write(p []byte) (int, error) {
-	if !r.overflow {
-		if r.buf.Len()+len(p) > r.limit {
-			r.overflow = true
-			r.buf = bytes.Buffer{}
-		} else {
-			r.buf.Write(p)
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if !r.overflow && r.buf.Len()+len(p) > r.limit {
+		r.overflow = true
+		if err := r.send(); err != nil {
+			return 0, err
 		}
 	}
-	return r.ResponseWriter.Write(p)
+	if r.overflow {
+		return r.ResponseWriter.Write(p)
+	}
+	return r.buf.Write(p)
 }
 
-// Unwrap lets http.ResponseController (Echo's Flush) reach the connection.
+// send writes what is held back; afterwards the recorder passes through.
+func (r *recorder) send() error {
+	if r.status == 0 || r.sent {
+		return nil // nothing was written, or it went out already
+	}
+	r.overflow, r.sent = true, true
+	held := r.buf.Bytes()
+	r.buf = bytes.Buffer{}
+	r.ResponseWriter.WriteHeader(r.status)
+	if len(held) == 0 {
+		return nil
+	}
+	_, err := r.ResponseWriter.Write(held)
+	return err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

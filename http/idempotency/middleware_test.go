@@ -352,3 +352,24 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// failingComplete is a store that claims but cannot record answers.
+type failingComplete struct{ idempotency.Store }
+
+func (failingComplete) Complete(context.Context, string, string, idempotency.Response, time.Duration) error {
+	return errors.New("store went away")
+}
+
+// An answer that could not be recorded is sent only if a retry cannot
+// contradict it: a success stands (the grain remembers the command), a
+// refusal becomes 503, since a retry may decide otherwise.
+func TestUnrecordedRefusalIsNotDefinite(t *testing.T) {
+	a := newApp(t, failingComplete{idempotency.NewMemoryStore(0, nil)})
+	a.handler = func(echo.Context) error { return messages.Fail(messages.CodeInsufficientFunds, "not enough") }
+	rec := a.post("/things/1", `{}`, "Idempotency-Key", "k")
+	wantProblem(t, rec, http.StatusServiceUnavailable, messages.CodeServiceUnavailable)
+	a.handler = func(c echo.Context) error { return c.JSON(http.StatusCreated, map[string]string{"ok": "yes"}) }
+	if rec := a.post("/things/2", `{}`, "Idempotency-Key", "k2"); rec.Code != http.StatusCreated || !strings.Contains(rec.Body.String(), "yes") {
+		t.Fatalf("unrecorded success: %d %s", rec.Code, rec.Body)
+	}
+}
