@@ -129,7 +129,9 @@ func (holdingStore) Complete(context.Context, string, string, idempotency.Respon
 // re-activated from the journal on the new member, recognises the command
 // id and answers with the money moved once.
 func TestIdempotencyAfterMemberDied(t *testing.T) {
-	const callTimeout, pendingTTL = 2 * time.Second, 3 * time.Second
+	// The claim must outlast the kill, the new member and the retry's wait
+	// on a real Redis, whose clock runs.
+	const callTimeout, pendingTTL = 2 * time.Second, 8 * time.Second
 	cfg := func(c *gateway.Config) { c.CallTimeout, c.IdempotencyPendingTTL = callTimeout, pendingTTL }
 	var shared idempotency.Store
 	a := newHarness(t, withGatewayConfig(cfg), withDeps(func(d *gateway.Deps, prefix string) {
