@@ -367,10 +367,12 @@ func (*ServiceReply_PasswordOk) isServiceReply_Result() {}
 func (*ServiceReply_Payment) isServiceReply_Result() {}
 
 type RegisterUser struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DisplayName   string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	PasswordHash  string                 `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
-	Roles         []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DisplayName  string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	PasswordHash string                 `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	Roles        []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	// The user's id (the `sub` of their tokens), chosen by the gateway.
+	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +428,13 @@ func (x *RegisterUser) GetRoles() []string {
 	return nil
 }
 
+func (x *RegisterUser) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type GetUser struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -462,6 +471,52 @@ func (*GetUser) Descriptor() ([]byte, []int) {
 	return file_service_proto_rawDescGZIP(), []int{5}
 }
 
+// AssignUserId gives a user registered before ids existed its id; a user
+// that has one keeps it.
+type AssignUserId struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignUserId) Reset() {
+	*x = AssignUserId{}
+	mi := &file_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignUserId) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignUserId) ProtoMessage() {}
+
+func (x *AssignUserId) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignUserId.ProtoReflect.Descriptor instead.
+func (*AssignUserId) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AssignUserId) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type UserRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	CommandId      string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
@@ -470,6 +525,7 @@ type UserRequest struct {
 	//
 	//	*UserRequest_Register
 	//	*UserRequest_Get
+	//	*UserRequest_AssignId
 	Command       isUserRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -477,7 +533,7 @@ type UserRequest struct {
 
 func (x *UserRequest) Reset() {
 	*x = UserRequest{}
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +545,7 @@ func (x *UserRequest) String() string {
 func (*UserRequest) ProtoMessage() {}
 
 func (x *UserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[6]
+	mi := &file_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +558,7 @@ func (x *UserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRequest.ProtoReflect.Descriptor instead.
 func (*UserRequest) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{6}
+	return file_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UserRequest) GetCommandId() string {
@@ -544,6 +600,15 @@ func (x *UserRequest) GetGet() *GetUser {
 	return nil
 }
 
+func (x *UserRequest) GetAssignId() *AssignUserId {
+	if x != nil {
+		if x, ok := x.Command.(*UserRequest_AssignId); ok {
+			return x.AssignId
+		}
+	}
+	return nil
+}
+
 type isUserRequest_Command interface {
 	isUserRequest_Command()
 }
@@ -556,9 +621,15 @@ type UserRequest_Get struct {
 	Get *GetUser `protobuf:"bytes,11,opt,name=get,proto3,oneof"`
 }
 
+type UserRequest_AssignId struct {
+	AssignId *AssignUserId `protobuf:"bytes,12,opt,name=assign_id,json=assignId,proto3,oneof"`
+}
+
 func (*UserRequest_Register) isUserRequest_Command() {}
 
 func (*UserRequest_Get) isUserRequest_Command() {}
+
+func (*UserRequest_AssignId) isUserRequest_Command() {}
 
 type UserState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -567,13 +638,14 @@ type UserState struct {
 	Roles         []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
 	PasswordHash  string                 `protobuf:"bytes,4,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
 	Version       uint64                 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	UserId        string                 `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UserState) Reset() {
 	*x = UserState{}
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +657,7 @@ func (x *UserState) String() string {
 func (*UserState) ProtoMessage() {}
 
 func (x *UserState) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[7]
+	mi := &file_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +670,7 @@ func (x *UserState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserState.ProtoReflect.Descriptor instead.
 func (*UserState) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{7}
+	return file_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UserState) GetUsername() string {
@@ -636,6 +708,13 @@ func (x *UserState) GetVersion() uint64 {
 	return 0
 }
 
+func (x *UserState) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type UserReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	User          *UserState             `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
@@ -647,7 +726,7 @@ type UserReply struct {
 
 func (x *UserReply) Reset() {
 	*x = UserReply{}
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +738,7 @@ func (x *UserReply) String() string {
 func (*UserReply) ProtoMessage() {}
 
 func (x *UserReply) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[8]
+	mi := &file_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +751,7 @@ func (x *UserReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserReply.ProtoReflect.Descriptor instead.
 func (*UserReply) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{8}
+	return file_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UserReply) GetUser() *UserState {
@@ -701,13 +780,14 @@ type UserRegistered struct {
 	DisplayName   string                 `protobuf:"bytes,1,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	PasswordHash  string                 `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
 	Roles         []string               `protobuf:"bytes,3,rep,name=roles,proto3" json:"roles,omitempty"`
+	UserId        string                 `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UserRegistered) Reset() {
 	*x = UserRegistered{}
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +799,7 @@ func (x *UserRegistered) String() string {
 func (*UserRegistered) ProtoMessage() {}
 
 func (x *UserRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[9]
+	mi := &file_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +812,7 @@ func (x *UserRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRegistered.ProtoReflect.Descriptor instead.
 func (*UserRegistered) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{9}
+	return file_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UserRegistered) GetDisplayName() string {
@@ -756,6 +836,57 @@ func (x *UserRegistered) GetRoles() []string {
 	return nil
 }
 
+func (x *UserRegistered) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type UserIdAssigned struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserIdAssigned) Reset() {
+	*x = UserIdAssigned{}
+	mi := &file_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserIdAssigned) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserIdAssigned) ProtoMessage() {}
+
+func (x *UserIdAssigned) ProtoReflect() protoreflect.Message {
+	mi := &file_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserIdAssigned.ProtoReflect.Descriptor instead.
+func (*UserIdAssigned) Descriptor() ([]byte, []int) {
+	return file_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UserIdAssigned) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 type UserEvent struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	CommandId        string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
@@ -763,6 +894,7 @@ type UserEvent struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*UserEvent_Registered
+	//	*UserEvent_IdAssigned
 	Event         isUserEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -770,7 +902,7 @@ type UserEvent struct {
 
 func (x *UserEvent) Reset() {
 	*x = UserEvent{}
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +914,7 @@ func (x *UserEvent) String() string {
 func (*UserEvent) ProtoMessage() {}
 
 func (x *UserEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[10]
+	mi := &file_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +927,7 @@ func (x *UserEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserEvent.ProtoReflect.Descriptor instead.
 func (*UserEvent) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{10}
+	return file_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UserEvent) GetCommandId() string {
@@ -828,6 +960,15 @@ func (x *UserEvent) GetRegistered() *UserRegistered {
 	return nil
 }
 
+func (x *UserEvent) GetIdAssigned() *UserIdAssigned {
+	if x != nil {
+		if x, ok := x.Event.(*UserEvent_IdAssigned); ok {
+			return x.IdAssigned
+		}
+	}
+	return nil
+}
+
 type isUserEvent_Event interface {
 	isUserEvent_Event()
 }
@@ -836,7 +977,13 @@ type UserEvent_Registered struct {
 	Registered *UserRegistered `protobuf:"bytes,10,opt,name=registered,proto3,oneof"`
 }
 
+type UserEvent_IdAssigned struct {
+	IdAssigned *UserIdAssigned `protobuf:"bytes,11,opt,name=id_assigned,json=idAssigned,proto3,oneof"`
+}
+
 func (*UserEvent_Registered) isUserEvent_Event() {}
+
+func (*UserEvent_IdAssigned) isUserEvent_Event() {}
 
 type UserSnapshot struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
@@ -848,7 +995,7 @@ type UserSnapshot struct {
 
 func (x *UserSnapshot) Reset() {
 	*x = UserSnapshot{}
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1007,7 @@ func (x *UserSnapshot) String() string {
 func (*UserSnapshot) ProtoMessage() {}
 
 func (x *UserSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_service_proto_msgTypes[11]
+	mi := &file_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1020,7 @@ func (x *UserSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserSnapshot.ProtoReflect.Descriptor instead.
 func (*UserSnapshot) Descriptor() ([]byte, []int) {
-	return file_service_proto_rawDescGZIP(), []int{11}
+	return file_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UserSnapshot) GetState() *UserState {
@@ -919,34 +1066,42 @@ const file_service_proto_rawDesc = "" +
 	"\vpassword_ok\x18\v \x01(\bH\x00R\n" +
 	"passwordOk\x124\n" +
 	"\apayment\x18\f \x01(\v2\x18.granary.v1.PaymentStateH\x00R\apaymentB\b\n" +
-	"\x06result\"l\n" +
+	"\x06result\"\x85\x01\n" +
 	"\fRegisterUser\x12!\n" +
 	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\x12#\n" +
 	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\x12\x14\n" +
-	"\x05roles\x18\x03 \x03(\tR\x05roles\"\t\n" +
-	"\aGetUser\"\xc2\x01\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\"\t\n" +
+	"\aGetUser\"'\n" +
+	"\fAssignUserId\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xfb\x01\n" +
 	"\vUserRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
 	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x126\n" +
 	"\bregister\x18\n" +
 	" \x01(\v2\x18.granary.v1.RegisterUserH\x00R\bregister\x12'\n" +
-	"\x03get\x18\v \x01(\v2\x13.granary.v1.GetUserH\x00R\x03getB\t\n" +
-	"\acommand\"\x9f\x01\n" +
+	"\x03get\x18\v \x01(\v2\x13.granary.v1.GetUserH\x00R\x03get\x127\n" +
+	"\tassign_id\x18\f \x01(\v2\x18.granary.v1.AssignUserIdH\x00R\bassignIdB\t\n" +
+	"\acommand\"\xb8\x01\n" +
 	"\tUserState\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x14\n" +
 	"\x05roles\x18\x03 \x03(\tR\x05roles\x12#\n" +
 	"\rpassword_hash\x18\x04 \x01(\tR\fpasswordHash\x12\x18\n" +
-	"\aversion\x18\x05 \x01(\x04R\aversion\"\x82\x01\n" +
+	"\aversion\x18\x05 \x01(\x04R\aversion\x12\x17\n" +
+	"\auser_id\x18\x06 \x01(\tR\x06userId\"\x82\x01\n" +
 	"\tUserReply\x12)\n" +
 	"\x04user\x18\x01 \x01(\v2\x15.granary.v1.UserStateR\x04user\x12-\n" +
 	"\afailure\x18\x02 \x01(\v2\x13.granary.v1.FailureR\afailure\x12\x1b\n" +
-	"\tserved_by\x18\x03 \x01(\tR\bservedBy\"n\n" +
+	"\tserved_by\x18\x03 \x01(\tR\bservedBy\"\x87\x01\n" +
 	"\x0eUserRegistered\x12!\n" +
 	"\fdisplay_name\x18\x01 \x01(\tR\vdisplayName\x12#\n" +
 	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\x12\x14\n" +
-	"\x05roles\x18\x03 \x03(\tR\x05roles\"\xa0\x01\n" +
+	"\x05roles\x18\x03 \x03(\tR\x05roles\x12\x17\n" +
+	"\auser_id\x18\x04 \x01(\tR\x06userId\")\n" +
+	"\x0eUserIdAssigned\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\"\xdf\x01\n" +
 	"\tUserEvent\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12-\n" +
@@ -954,7 +1109,9 @@ const file_service_proto_rawDesc = "" +
 	"\n" +
 	"registered\x18\n" +
 	" \x01(\v2\x1a.granary.v1.UserRegisteredH\x00R\n" +
-	"registeredB\a\n" +
+	"registered\x12=\n" +
+	"\vid_assigned\x18\v \x01(\v2\x1a.granary.v1.UserIdAssignedH\x00R\n" +
+	"idAssignedB\a\n" +
 	"\x05event\"i\n" +
 	"\fUserSnapshot\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.granary.v1.UserStateR\x05state\x12,\n" +
@@ -972,7 +1129,7 @@ func file_service_proto_rawDescGZIP() []byte {
 	return file_service_proto_rawDescData
 }
 
-var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_service_proto_goTypes = []any{
 	(*HashPassword)(nil),   // 0: granary.v1.HashPassword
 	(*VerifyPassword)(nil), // 1: granary.v1.VerifyPassword
@@ -980,35 +1137,39 @@ var file_service_proto_goTypes = []any{
 	(*ServiceReply)(nil),   // 3: granary.v1.ServiceReply
 	(*RegisterUser)(nil),   // 4: granary.v1.RegisterUser
 	(*GetUser)(nil),        // 5: granary.v1.GetUser
-	(*UserRequest)(nil),    // 6: granary.v1.UserRequest
-	(*UserState)(nil),      // 7: granary.v1.UserState
-	(*UserReply)(nil),      // 8: granary.v1.UserReply
-	(*UserRegistered)(nil), // 9: granary.v1.UserRegistered
-	(*UserEvent)(nil),      // 10: granary.v1.UserEvent
-	(*UserSnapshot)(nil),   // 11: granary.v1.UserSnapshot
-	(*ChargePayment)(nil),  // 12: granary.v1.ChargePayment
-	(*RefundPayment)(nil),  // 13: granary.v1.RefundPayment
-	(*Failure)(nil),        // 14: granary.v1.Failure
-	(*PaymentState)(nil),   // 15: granary.v1.PaymentState
+	(*AssignUserId)(nil),   // 6: granary.v1.AssignUserId
+	(*UserRequest)(nil),    // 7: granary.v1.UserRequest
+	(*UserState)(nil),      // 8: granary.v1.UserState
+	(*UserReply)(nil),      // 9: granary.v1.UserReply
+	(*UserRegistered)(nil), // 10: granary.v1.UserRegistered
+	(*UserIdAssigned)(nil), // 11: granary.v1.UserIdAssigned
+	(*UserEvent)(nil),      // 12: granary.v1.UserEvent
+	(*UserSnapshot)(nil),   // 13: granary.v1.UserSnapshot
+	(*ChargePayment)(nil),  // 14: granary.v1.ChargePayment
+	(*RefundPayment)(nil),  // 15: granary.v1.RefundPayment
+	(*Failure)(nil),        // 16: granary.v1.Failure
+	(*PaymentState)(nil),   // 17: granary.v1.PaymentState
 }
 var file_service_proto_depIdxs = []int32{
 	0,  // 0: granary.v1.ServiceRequest.hash_password:type_name -> granary.v1.HashPassword
 	1,  // 1: granary.v1.ServiceRequest.verify_password:type_name -> granary.v1.VerifyPassword
-	12, // 2: granary.v1.ServiceRequest.charge_payment:type_name -> granary.v1.ChargePayment
-	13, // 3: granary.v1.ServiceRequest.refund_payment:type_name -> granary.v1.RefundPayment
-	14, // 4: granary.v1.ServiceReply.failure:type_name -> granary.v1.Failure
-	15, // 5: granary.v1.ServiceReply.payment:type_name -> granary.v1.PaymentState
+	14, // 2: granary.v1.ServiceRequest.charge_payment:type_name -> granary.v1.ChargePayment
+	15, // 3: granary.v1.ServiceRequest.refund_payment:type_name -> granary.v1.RefundPayment
+	16, // 4: granary.v1.ServiceReply.failure:type_name -> granary.v1.Failure
+	17, // 5: granary.v1.ServiceReply.payment:type_name -> granary.v1.PaymentState
 	4,  // 6: granary.v1.UserRequest.register:type_name -> granary.v1.RegisterUser
 	5,  // 7: granary.v1.UserRequest.get:type_name -> granary.v1.GetUser
-	7,  // 8: granary.v1.UserReply.user:type_name -> granary.v1.UserState
-	14, // 9: granary.v1.UserReply.failure:type_name -> granary.v1.Failure
-	9,  // 10: granary.v1.UserEvent.registered:type_name -> granary.v1.UserRegistered
-	7,  // 11: granary.v1.UserSnapshot.state:type_name -> granary.v1.UserState
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	6,  // 8: granary.v1.UserRequest.assign_id:type_name -> granary.v1.AssignUserId
+	8,  // 9: granary.v1.UserReply.user:type_name -> granary.v1.UserState
+	16, // 10: granary.v1.UserReply.failure:type_name -> granary.v1.Failure
+	10, // 11: granary.v1.UserEvent.registered:type_name -> granary.v1.UserRegistered
+	11, // 12: granary.v1.UserEvent.id_assigned:type_name -> granary.v1.UserIdAssigned
+	8,  // 13: granary.v1.UserSnapshot.state:type_name -> granary.v1.UserState
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_service_proto_init() }
@@ -1029,12 +1190,14 @@ func file_service_proto_init() {
 		(*ServiceReply_PasswordOk)(nil),
 		(*ServiceReply_Payment)(nil),
 	}
-	file_service_proto_msgTypes[6].OneofWrappers = []any{
+	file_service_proto_msgTypes[7].OneofWrappers = []any{
 		(*UserRequest_Register)(nil),
 		(*UserRequest_Get)(nil),
+		(*UserRequest_AssignId)(nil),
 	}
-	file_service_proto_msgTypes[10].OneofWrappers = []any{
+	file_service_proto_msgTypes[12].OneofWrappers = []any{
 		(*UserEvent_Registered)(nil),
+		(*UserEvent_IdAssigned)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1042,7 +1205,7 @@ func file_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_service_proto_rawDesc), len(file_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

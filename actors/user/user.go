@@ -1,11 +1,19 @@
 // Package user owns users: an event-sourced grain per username holding the
-// display name, roles and the password's argon2id hash (never the
-// password). Hashing and verifying are the auth service's job.
+// user's id, display name, roles and the password's argon2id hash (never
+// the password). Hashing and verifying are the auth service's job.
+//
+// The id, not the username, is the `sub` of the user's tokens: a username
+// is whatever someone typed at registration, and may equal a subject that
+// something else (the dev token, `granary token`, an outside identity
+// provider) already owns accounts under. Ids are random and issued once.
 package user
 
 import (
+	"crypto/rand"
+	"encoding/base32"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -16,8 +24,7 @@ import (
 	"granary/persistence"
 )
 
-// Kind is the cluster kind of user grains; the identity is the username,
-// which is also the user's id and the `sub` of their tokens.
+// Kind is the cluster kind of user grains; the identity is the username.
 const Kind = "user"
 
 // UsernamePattern is the contract's username rule.
@@ -26,8 +33,35 @@ var UsernamePattern = regexp.MustCompile(`^[a-z0-9_.-]{3,64}$`)
 // MaxDisplayName bounds display names (characters).
 const MaxDisplayName = 200
 
+// AdminUsername is the user GRANARY_ADMIN_PASSWORD creates.
+const AdminUsername = "admin"
+
+// Reserved reports whether username is kept for the operator: nobody may
+// register it over HTTP, before or after the bootstrap created it, so a
+// stranger can neither hold the name the operator logs in with nor make
+// the bootstrap find it taken.
+func Reserved(username string) bool { return username == AdminUsername }
+
+// IDPrefix starts every user id.
+const IDPrefix = "usr_"
+
+// IDPattern is what a user id looks like: IDPrefix and 26 base32
+// characters (128 random bits), see NewID.
+var IDPattern = regexp.MustCompile(`^usr_[a-z2-7]{26}$`)
+
+// NewID returns a fresh, unguessable user id.
+func NewID() string {
+	b := make([]byte, 16)
+	// crypto/rand.Read never fails (it panics rather), see its docs.
+	_, _ = rand.Read(b)
+	return IDPrefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
 // State is a user folded from its events; the zero State is no user.
 type State struct {
+	// ID is the user's subject; "" only for a user registered before ids
+	// existed, until AssignUserId gives it one.
+	ID           string
 	Username     string
 	DisplayName  string
 	Roles        []string
@@ -40,7 +74,7 @@ func (s State) Exists() bool { return s.Version > 0 }
 
 // ToProto renders the state for the wire.
 func (s State) ToProto() *messages.UserState {
-	return &messages.UserState{Username: s.Username, DisplayName: s.DisplayName, Roles: s.Roles, PasswordHash: s.PasswordHash, Version: s.Version}
+	return &messages.UserState{UserId: s.ID, Username: s.Username, DisplayName: s.DisplayName, Roles: s.Roles, PasswordHash: s.PasswordHash, Version: s.Version}
 }
 
 // Error is a domain rule violation with its contract code.
@@ -76,10 +110,25 @@ func Decide(s State, username string, req *messages.UserRequest, now time.Time) 
 			return nil, messages.Fail(messages.CodeValidationFailed, "display_name: at most %d characters of UTF-8", MaxDisplayName)
 		case r.GetPasswordHash() == "":
 			return nil, messages.Fail(messages.CodeValidationFailed, "password: missing hash")
+		case !IDPattern.MatchString(r.GetUserId()):
+			return nil, messages.Fail(messages.CodeValidationFailed, "user_id: must match %s", IDPattern)
 		}
 		return []*messages.UserEvent{{CommandId: req.GetCommandId(), OccurredAtUnixMs: now.UnixMilli(),
-			Event: &messages.UserEvent_Registered{Registered: &messages.UserRegistered{
+			Event: &messages.UserEvent_Registered{Registered: &messages.UserRegistered{UserId: r.GetUserId(),
 				DisplayName: r.GetDisplayName(), PasswordHash: r.GetPasswordHash(), Roles: r.GetRoles()}}}}, nil
+	case *messages.UserRequest_AssignId:
+		switch {
+		case !s.Exists():
+			return nil, ErrNotFound
+		case s.ID != "":
+			// Issued once: whoever asked first (another gateway, another
+			// activation) won, and every caller gets that id.
+			return nil, nil
+		case !IDPattern.MatchString(cmd.AssignId.GetUserId()):
+			return nil, messages.Fail(messages.CodeValidationFailed, "user_id: must match %s", IDPattern)
+		}
+		return []*messages.UserEvent{{CommandId: req.GetCommandId(), OccurredAtUnixMs: now.UnixMilli(),
+			Event: &messages.UserEvent_IdAssigned{IdAssigned: &messages.UserIdAssigned{UserId: cmd.AssignId.GetUserId()}}}}, nil
 	}
 	return nil, messages.Fail(messages.CodeValidationFailed, "unknown user command %T", req.GetCommand())
 }
@@ -87,14 +136,20 @@ func Decide(s State, username string, req *messages.UserRequest, now time.Time) 
 // Apply folds a stored event into the state.
 func Apply(s State, username string, ev *messages.UserEvent) State {
 	if r := ev.GetRegistered(); r != nil {
-		s.Username, s.DisplayName, s.PasswordHash = username, r.GetDisplayName(), r.GetPasswordHash()
+		s.ID, s.Username, s.DisplayName, s.PasswordHash = r.GetUserId(), username, r.GetDisplayName(), r.GetPasswordHash()
 		s.Roles = append([]string(nil), r.GetRoles()...)
+	}
+	if a := ev.GetIdAssigned(); a != nil && s.ID == "" {
+		s.ID = a.GetUserId()
 	}
 	s.Version++
 	return s
 }
 
-const typeRegistered = "UserRegistered"
+const (
+	typeRegistered = "UserRegistered"
+	typeIDAssigned = "UserIdAssigned"
+)
 
 func stream(username string) string { return "user-" + username }
 
@@ -103,12 +158,22 @@ var codec = es.Codec[State, *messages.UserEvent]{
 	Apply:   Apply,
 	Version: func(s State) uint64 { return s.Version },
 	Encode: func(ev *messages.UserEvent) (persistence.EventData, error) {
+		typ := typeRegistered
+		if ev.GetIdAssigned() != nil {
+			typ = typeIDAssigned
+		}
 		data, err := proto.Marshal(ev)
-		return persistence.EventData{Type: typeRegistered, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+		if err != nil {
+			return persistence.EventData{}, fmt.Errorf("encode user event: %w", err)
+		}
+		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, nil
 	},
 	Decode: func(e persistence.Event) (*messages.UserEvent, error) {
 		var ev messages.UserEvent
-		if err := proto.Unmarshal(e.Data, &ev); err != nil || e.Type != typeRegistered || ev.GetRegistered() == nil {
+		err := proto.Unmarshal(e.Data, &ev)
+		ok := err == nil && (e.Type == typeRegistered && ev.GetRegistered() != nil ||
+			e.Type == typeIDAssigned && ev.GetIdAssigned() != nil)
+		if !ok {
 			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
 		}
 		return &ev, nil
@@ -121,7 +186,7 @@ var codec = es.Codec[State, *messages.UserEvent]{
 		var snap messages.UserSnapshot
 		err := proto.Unmarshal(data, &snap)
 		st := snap.GetState()
-		return State{Username: st.GetUsername(), DisplayName: st.GetDisplayName(), Roles: st.GetRoles(),
+		return State{ID: st.GetUserId(), Username: st.GetUsername(), DisplayName: st.GetDisplayName(), Roles: st.GetRoles(),
 			PasswordHash: st.GetPasswordHash(), Version: st.GetVersion()}, snap.GetRecentCommandIds(), err
 	},
 }

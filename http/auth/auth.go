@@ -22,6 +22,9 @@ const RoleAdmin = "admin"
 type Principal struct {
 	Subject string
 	Roles   []string
+	// Username is the token's preferred_username claim ("" when absent):
+	// a hint for finding a Granary user, never an identity (see Subject).
+	Username string
 }
 
 // Admin reports whether the principal has the admin role.
@@ -31,6 +34,9 @@ func (p Principal) Admin() bool { return slices.Contains(p.Roles, RoleAdmin) }
 type Claims struct {
 	jwt.RegisteredClaims
 	Roles []string `json:"roles,omitempty"`
+	// Username is set on tokens from /auth/login (OIDC's claim name), so
+	// /me can find the user without an index from id to username.
+	Username string `json:"preferred_username,omitempty"`
 }
 
 // Verifier checks tokens against one secret.
@@ -70,11 +76,16 @@ func (v *Verifier) Verify(token string) (Principal, error) {
 	if claims.Subject == "" {
 		return Principal{}, fmt.Errorf("%w: missing sub claim", ErrInvalidToken)
 	}
-	return Principal{Subject: claims.Subject, Roles: claims.Roles}, nil
+	return Principal{Subject: claims.Subject, Roles: claims.Roles, Username: claims.Username}, nil
 }
 
 // Issue signs a token for subject with roles, valid for ttl from now.
 func Issue(secret []byte, subject string, roles []string, now time.Time, ttl time.Duration) (string, error) {
+	return issue(secret, Principal{Subject: subject, Roles: roles}, now, ttl)
+}
+
+func issue(secret []byte, p Principal, now time.Time, ttl time.Duration) (string, error) {
+	subject, roles := p.Subject, p.Roles
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   subject,
@@ -82,7 +93,8 @@ func Issue(secret []byte, subject string, roles []string, now time.Time, ttl tim
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 			Issuer:    "granary",
 		},
-		Roles: roles,
+		Roles:    roles,
+		Username: p.Username,
 	}
 	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
 	if err != nil {
@@ -94,4 +106,10 @@ func Issue(secret []byte, subject string, roles []string, now time.Time, ttl tim
 // Issue signs a token for subject with this verifier's secret.
 func (v *Verifier) Issue(subject string, roles []string, now time.Time, ttl time.Duration) (string, error) {
 	return Issue(v.secret, subject, roles, now, ttl)
+}
+
+// IssueFor signs a token for p (its Username too) with this verifier's
+// secret.
+func (v *Verifier) IssueFor(p Principal, now time.Time, ttl time.Duration) (string, error) {
+	return issue(v.secret, p, now, ttl)
 }

@@ -139,3 +139,27 @@ func TestVerifyRefusesAttacks(t *testing.T) {
 		}
 	}
 }
+
+// A login token carries the user's id as sub and the username beside it.
+func TestIssueForCarriesUsername(t *testing.T) {
+	v, err := auth.NewVerifier(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := v.IssueFor(auth.Principal{Subject: "usr_x", Username: "alice", Roles: []string{"ops"}}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(tok)
+	if err != nil || p.Subject != "usr_x" || p.Username != "alice" || !slices.Equal(p.Roles, []string{"ops"}) {
+		t.Fatalf("Verify = %+v, %v", p, err)
+	}
+	// Tokens without the claim (granary token, outside providers) have none.
+	tok, err = auth.Issue(secret, "bob", nil, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Verify(tok); err != nil || p.Username != "" {
+		t.Fatalf("Verify = %+v, %v", p, err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"granary/cluster/balancer"
 	"granary/http/auth"
 	"granary/http/idempotency"
+	"granary/http/ratelimit"
 	"granary/persistence"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// SummaryWait is how long a summary read with min_version waits for
 	// the read model to reach it (504 past it); the contract says 5 s.
 	SummaryWait time.Duration
+	// Login throttles password guesses per username across the gateways
+	// sharing Deps.Redis (its KeyPrefix is KeyPrefix's).
+	Login ratelimit.LoginConfig
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -67,6 +71,7 @@ func DefaultConfig() Config {
 		IdempotencyTTL:        24 * time.Hour,
 		IdempotencyPendingTTL: 30 * time.Second,
 		SummaryWait:           5 * time.Second,
+		Login:                 ratelimit.DefaultLoginConfig(),
 	}
 }
 
@@ -92,6 +97,9 @@ func (c Config) Validate() error {
 		// and a duplicate would run beside it.
 		return fmt.Errorf("gateway: IdempotencyPendingTTL %v must be longer than CallTimeout %v", c.IdempotencyPendingTTL, c.CallTimeout)
 	}
+	if err := c.Login.Validate(); err != nil {
+		return fmt.Errorf("gateway: Login: %w", err)
+	}
 	for _, p := range c.TrustedProxies {
 		if !p.IsValid() {
 			return fmt.Errorf("gateway: TrustedProxies holds an invalid prefix %v", p)
@@ -108,9 +116,11 @@ type Deps struct {
 	Logger   *slog.Logger
 	// Services reaches the stateless services (auth, payments).
 	Services *balancer.Set
-	// Redis holds what all gateways of a cluster share: rate-limit budgets
-	// and idempotency records. Nil keeps idempotency records in this
-	// process only (one gateway: dev, tests) and allows no rate limit.
+	// Redis holds what all gateways of a cluster share: rate-limit budgets,
+	// login throttles and idempotency records. Nil keeps idempotency
+	// records in this process only (one gateway: dev, tests), allows no
+	// rate limit, and makes /auth/login answer 503 (its throttle fails
+	// closed).
 	Redis goredis.UniversalClient
 	// Idempotency overrides where idempotency records are kept (default: a
 	// RedisStore on Redis, else an in-memory store).

@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -11,11 +13,14 @@ import (
 
 	"granary/actors/service"
 	"granary/actors/user"
+	"granary/http/auth"
+	"granary/http/ratelimit"
+	"granary/http/reqlog"
 	"granary/messages"
 )
 
-// userJSON is the contract's User; the id is the username, which is also
-// the `sub` of the user's tokens.
+// userJSON is the contract's User; the id is the user's Granary-issued id
+// (never the username), which is the `sub` of the user's tokens.
 type userJSON struct {
 	ID          string   `json:"id"`
 	Username    string   `json:"username"`
@@ -28,7 +33,7 @@ func renderUser(u *messages.UserState) userJSON {
 	if roles == nil {
 		roles = []string{}
 	}
-	return userJSON{ID: u.GetUsername(), Username: u.GetUsername(), DisplayName: u.GetDisplayName(), Roles: roles}
+	return userJSON{ID: u.GetUserId(), Username: u.GetUsername(), DisplayName: u.GetDisplayName(), Roles: roles}
 }
 
 // MinPasswordLen is the contract's password rule (characters).
@@ -60,6 +65,11 @@ func (g *Gateway) register(c echo.Context) error {
 	if !utf8.ValidString(display) || utf8.RuneCountInString(display) > user.MaxDisplayName {
 		return messages.Fail(messages.CodeValidationFailed, "display_name: at most %d characters", user.MaxDisplayName)
 	}
+	if user.Reserved(*b.Username) {
+		// Answered like any taken name, whether or not the operator's
+		// bootstrap has run yet.
+		return messages.Fail(messages.CodeAlreadyExists, "username %q is taken", *b.Username)
+	}
 	u, err := RegisterUser(c.Request().Context(), g.deps, g.cfg.CallTimeout, *b.Username, *b.Password, display, nil, c)
 	if err != nil {
 		return err
@@ -68,8 +78,9 @@ func (g *Gateway) register(c echo.Context) error {
 }
 
 // RegisterUser hashes the password on an auth instance and registers the
-// user grain. It is exported for seeding the admin user at start-up; ec may
-// be nil outside a request.
+// user grain under a fresh user id. It is exported for seeding the admin
+// user at start-up (it does not refuse reserved names: the handler does);
+// ec may be nil outside a request.
 func RegisterUser(ctx context.Context, deps Deps, timeout time.Duration, username, password, display string, roles []string, ec echo.Context) (*messages.UserState, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -96,7 +107,7 @@ func RegisterUser(ctx context.Context, deps Deps, timeout time.Duration, usernam
 		// A fresh id: two people racing for one name must not look like
 		// one retried command (client retries use Idempotency-Key).
 		CommandId: "register-" + randomHex(8),
-		Command: &messages.UserRequest_Register{Register: &messages.RegisterUser{
+		Command: &messages.UserRequest_Register{Register: &messages.RegisterUser{UserId: user.NewID(),
 			DisplayName: display, PasswordHash: hashed.GetPasswordHash(), Roles: roles}},
 	})
 	if err != nil {
@@ -120,33 +131,60 @@ func (g *Gateway) login(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
+	// Throttled per username before anything else, known or not (an
+	// unknown one must not answer differently), and the right password
+	// gets no exception: that is what a guess looks like too.
+	throttle, err := g.loginThrottle()
+	if err != nil {
+		return err
+	}
+	wait, err := throttle.Attempt(ctx, *b.Username)
+	if err != nil {
+		reqlog.From(ctx, g.deps.Logger).Error("login throttle unavailable; refusing logins", "err", err)
+		return messages.Fail(messages.CodeServiceUnavailable, "login is unavailable; retry")
+	}
+	if wait > 0 {
+		retry := ratelimit.RetryAfterSeconds(wait)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
+		return messages.Fail(messages.CodeRateLimited, "too many failed logins for this username; retry in %d s", retry)
+	}
 	// Whatever is wrong, the same work is done: an unknown user is
 	// verified against a dummy hash, so time does not tell which half.
-	hash, roles := service.DummyHash, []string(nil)
-	known := false
+	hash := service.DummyHash
+	var u *messages.UserState
 	if user.UsernamePattern.MatchString(*b.Username) {
-		u, err := getUser(ctx, g.deps, *b.Username, c)
-		switch {
+		switch u, err = getUser(ctx, g.deps, *b.Username, c); {
 		case err == nil:
-			hash, roles, known = u.GetPasswordHash(), u.GetRoles(), true
+			hash = u.GetPasswordHash()
 		case hasCode(err, messages.CodeNotFound):
 		default:
 			return err
 		}
 	}
-	auth, err := g.deps.Services.Client(service.AuthService)
+	authSvc, err := g.deps.Services.Client(service.AuthService)
 	if err != nil {
 		return err
 	}
-	verdict, err := auth.Call(ctx, &messages.ServiceRequest{Call: &messages.ServiceRequest_VerifyPassword{
+	verdict, err := authSvc.Call(ctx, &messages.ServiceRequest{Call: &messages.ServiceRequest_VerifyPassword{
 		VerifyPassword: &messages.VerifyPassword{EncodedHash: hash, Password: *b.Password}}}, true)
 	if err != nil {
 		return err
 	}
-	if !known || !verdict.GetPasswordOk() {
+	if u == nil || !verdict.GetPasswordOk() {
 		return messages.Fail(messages.CodeUnauthorized, "invalid username or password")
 	}
-	tok, err := g.deps.Verifier.Issue(*b.Username, roles, time.Now(), g.cfg.TokenTTL)
+	if err := throttle.Succeeded(ctx, *b.Username); err != nil {
+		// The login stands; at worst a count lingers until its TTL.
+		reqlog.From(ctx, g.deps.Logger).Warn("login throttle: success not recorded", "err", err)
+	}
+	if u.GetUserId() == "" {
+		// Registered before users had ids: issue one now, once.
+		if u, err = assignUserID(ctx, g.deps, *b.Username, c); err != nil {
+			return err
+		}
+	}
+	tok, err := g.deps.Verifier.IssueFor(auth.Principal{Subject: u.GetUserId(), Username: u.GetUsername(), Roles: u.GetRoles()},
+		time.Now(), g.cfg.TokenTTL)
 	if err != nil {
 		return err
 	}
@@ -155,18 +193,20 @@ func (g *Gateway) login(c echo.Context) error {
 	})
 }
 
-// me answers from the user grain when the subject is a registered user,
-// else from the token itself (a token from an outside identity provider).
+// me answers from the user grain when the token is a Granary user's (its
+// preferred_username names a user whose id is the token's sub), else from
+// the token itself (granary token, an outside identity provider): a
+// username, in a claim or as a sub, proves nothing by itself.
 func (g *Gateway) me(c echo.Context) error {
 	p := principal(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	if user.UsernamePattern.MatchString(p.Subject) {
-		u, err := getUser(ctx, g.deps, p.Subject, c)
-		if err == nil {
+	if user.IDPattern.MatchString(p.Subject) && user.UsernamePattern.MatchString(p.Username) {
+		u, err := getUser(ctx, g.deps, p.Username, c)
+		switch {
+		case err == nil && u.GetUserId() == p.Subject:
 			return c.JSON(http.StatusOK, renderUser(u))
-		}
-		if !hasCode(err, messages.CodeNotFound) {
+		case err != nil && !hasCode(err, messages.CodeNotFound):
 			return err
 		}
 	}
@@ -175,6 +215,32 @@ func (g *Gateway) me(c echo.Context) error {
 		roles = []string{}
 	}
 	return c.JSON(http.StatusOK, userJSON{ID: p.Subject, Username: p.Subject, Roles: roles})
+}
+
+// loginThrottle is built per login: it is two fields, and building it
+// here keeps its one dependency (Redis) checked where it is used.
+func (g *Gateway) loginThrottle() (*ratelimit.LoginThrottle, error) {
+	if g.deps.Redis == nil {
+		return nil, messages.Fail(messages.CodeServiceUnavailable, "login is unavailable: no Redis for its throttle")
+	}
+	cfg := g.cfg.Login
+	cfg.KeyPrefix = g.cfg.KeyPrefix
+	t, err := ratelimit.NewLoginThrottle(g.deps.Redis, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("login throttle: %w", err)
+	}
+	return t, nil
+}
+
+// assignUserID gives a user stored without an id its id; whichever
+// gateway asks first wins, and every caller gets the stored one.
+func assignUserID(ctx context.Context, deps Deps, username string, ec echo.Context) (*messages.UserState, error) {
+	reply, err := userCall(ctx, deps, username, ec, &messages.UserRequest{CommandId: "assign-id-" + randomHex(8),
+		Command: &messages.UserRequest_AssignId{AssignId: &messages.AssignUserId{UserId: user.NewID()}}})
+	if err != nil {
+		return nil, err
+	}
+	return reply.GetUser(), nil
 }
 
 func getUser(ctx context.Context, deps Deps, username string, ec echo.Context) (*messages.UserState, error) {

@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"granary/actors/user"
+	"granary/http/auth"
 )
 
 type userBody struct {
@@ -53,7 +56,7 @@ func TestRegisterLoginAndMe(t *testing.T) {
 	h := newHarness(t)
 	var u userBody
 	h.do("POST", "/auth/register", "", `{"username":"frida","password":"correct horse","display_name":"Frida K"}`).decodeStatus(t, http.StatusCreated, &u)
-	if u.ID != "frida" || u.Username != "frida" || u.DisplayName != "Frida K" || len(u.Roles) != 0 {
+	if !user.IDPattern.MatchString(u.ID) || u.Username != "frida" || u.DisplayName != "Frida K" || len(u.Roles) != 0 {
 		t.Fatalf("registered %+v", u)
 	}
 	h.do("POST", "/auth/register", "", `{"username":"frida","password":"another one","display_name":"X"}`).problem(t, http.StatusConflict, "already_exists")
@@ -65,13 +68,16 @@ func TestRegisterLoginAndMe(t *testing.T) {
 	}
 	var me userBody
 	h.do("GET", "/api/v1/me", l.AccessToken, "").decodeStatus(t, http.StatusOK, &me)
-	if me.ID != "frida" || me.Username != "frida" || me.DisplayName != "Frida K" || len(me.Roles) != 0 {
-		t.Fatalf("me %+v", me)
+	if me.ID != u.ID || me.Username != "frida" || me.DisplayName != "Frida K" || len(me.Roles) != 0 {
+		t.Fatalf("me %+v, registered %+v", me, u)
+	}
+	if sub := subject(t, l.AccessToken); sub != u.ID {
+		t.Fatalf("token sub %q, want the user's id %q", sub, u.ID)
 	}
 	// The issued token works like any other: frida opens and owns an account.
 	acc := h.open(l.AccessToken, "FRIDA-1", 10)
-	if acc.Owner != "frida" {
-		t.Fatalf("account owner %q", acc.Owner)
+	if acc.Owner != u.ID {
+		t.Fatalf("account owner %q, want %q", acc.Owner, u.ID)
 	}
 }
 
@@ -139,4 +145,26 @@ func TestServicesIsForAdmins(t *testing.T) {
 		s.Services[0].Breaker != "closed" || len(s.Services[0].Instances) != 2 || s.Services[0].Instances[0].MemberID != h.cluster.Member(0).ID() {
 		t.Fatalf("services %+v", s)
 	}
+}
+
+// subject is the sub of a token the gateway issued.
+func subject(t testing.TB, tok string) string {
+	t.Helper()
+	v, err := auth.NewVerifier(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Subject
+}
+
+// login logs username in and returns the token.
+func (h *harness) login(t *testing.T, username, password string) string {
+	t.Helper()
+	var l loginReply
+	h.do("POST", "/auth/login", "", fmt.Sprintf(`{"username":%q,"password":%q}`, username, password)).decodeStatus(t, http.StatusOK, &l)
+	return l.AccessToken
 }
