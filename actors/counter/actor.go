@@ -33,6 +33,7 @@ type Actor struct {
 	cfg    Config
 	stream func(string) string
 	name   string
+	grain  bool // a cluster grain, not a group's child
 	host   *es.Host[State, *messages.CounterEvent]
 }
 
@@ -44,7 +45,7 @@ func (a *Actor) Receive(ctx actor.Context) {
 			a.init()
 		}
 	case *cluster.ClusterInit:
-		a.name = msg.Identity.GetIdentity()
+		a.name, a.grain = msg.Identity.GetIdentity(), true
 		a.init()
 		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
 	case *actor.ReceiveTimeout:
@@ -54,6 +55,12 @@ func (a *Actor) Receive(ctx actor.Context) {
 		panic(fmt.Sprintf("counter %s: crash injected", a.name))
 	case *messages.CounterRequest:
 		ctx.Respond(a.handle(msg))
+		// A counter grain nobody ever incremented holds nothing: stop it
+		// now rather than after the idle timeout (issue 9). Group children
+		// live as long as their group.
+		if a.grain && a.host != nil && a.host.State().Version == 0 {
+			es.PassivateEmpty(ctx)
+		}
 	}
 }
 

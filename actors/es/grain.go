@@ -96,8 +96,25 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 		ctx.Poison(ctx.Self())
 	case Req:
 		ctx.Respond(g.handle(msg))
+		g.passivateIfEmpty(ctx)
 	}
 }
+
+// passivateIfEmpty stops a grain whose stream holds nothing (a read of an
+// unknown id, a refused first command): it has nothing worth keeping warm,
+// and keeping it for the idle timeout let any client grow a member's memory
+// by asking for many ids (issue 9). A grain with events stays.
+func (g *grain[S, E, Req, Reply]) passivateIfEmpty(ctx actor.Context) {
+	if g.host != nil && g.kind.Codec.Version(g.host.State()) == 0 {
+		PassivateEmpty(ctx)
+	}
+}
+
+// PassivateEmpty stops the grain of ctx once it has answered. It poisons
+// rather than stops so that requests already in its mailbox are answered
+// first; one sent after it went is answered by a fresh activation
+// (Proto.Actor's cluster re-resolves an identity whose PID is gone).
+func PassivateEmpty(ctx actor.Context) { ctx.Poison(ctx.Self()) }
 
 // handle answers every request, panics included: a panicking request would
 // otherwise get no reply and its caller would wait for the timeout.
