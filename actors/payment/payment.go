@@ -6,6 +6,8 @@
 package payment
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -24,6 +26,16 @@ const (
 	StatusCompleted = "completed"
 	StatusRefunded  = "refunded"
 )
+
+// NewID mints the payment id of an order whose caller chose none: 128 bits
+// from crypto/rand, so nobody can take it before the order charges it (an
+// id derived from the order id could be charged first by anyone, failing
+// that order with "payment id already used").
+func NewID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go ≥ 1.24)
+	return "pay_" + hex.EncodeToString(b)
+}
 
 // State is a payment record.
 type State struct {
@@ -54,7 +66,7 @@ func Decide(s State, req *messages.PaymentRequest, now time.Time) ([]*messages.P
 		switch {
 		case c.GetAmount() <= 0:
 			return nil, messages.Fail(messages.CodeValidationFailed, "amount: must be positive")
-		case s.Status == StatusCompleted && s.SagaID == c.GetSagaId():
+		case s.Status == StatusCompleted && s.SagaID == c.GetSagaId() && s.UserID == c.GetUserId():
 			return nil, nil // this saga's charge, already taken
 		case s.Status == StatusCompleted:
 			return nil, messages.Fail(messages.CodeAlreadyExists, "payment id already used")
@@ -63,7 +75,15 @@ func Decide(s State, req *messages.PaymentRequest, now time.Time) ([]*messages.P
 		}
 		ev.Event = &messages.PaymentEvent_Completed{Completed: &messages.PaymentCompleted{UserId: c.GetUserId(), Amount: c.GetAmount(), SagaId: c.GetSagaId()}}
 	case *messages.PaymentRequest_Refund:
-		if s.Status == StatusRefunded {
+		switch {
+		case s.Status == StatusRefunded:
+			return nil, nil
+		case s.Status == StatusCompleted && s.SagaID != cmd.Refund.GetSagaId():
+			// Another order's charge: this saga's own charge never landed
+			// here (it was refused as "already used", or it is late and
+			// will be), so there is nothing of its own to give back. Refusing
+			// would leave its compensation stuck; refunding would let any
+			// order naming someone's payment id undo that payment.
 			return nil, nil
 		}
 		ev.Event = &messages.PaymentEvent_Refunded{Refunded: &messages.PaymentRefunded{}}
