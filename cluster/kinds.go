@@ -141,5 +141,8 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
 		out = append(out, pcluster.NewKind(name, service.Props(name, m.ID(), 0, cfg.Services[name](m), a.Logger)))
 	}
+	for _, k := range out {
+		k.Props = releaseOnStop(k.Props)
+	}
 	return out
 }
