@@ -115,6 +115,7 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	if store, err = instrumented.New(store, reg); err != nil {
 		return err
 	}
+	store = newGatedStore(store)
 	edge, err := openEdgeRedis(storeURL)
 	if err != nil {
 		return err
@@ -241,6 +242,10 @@ func openEdgeRedis(storeURL string) (goredis.UniversalClient, error) {
 	opt.DialTimeout = cmp.Or(opt.DialTimeout, 5*time.Second)
 	opt.ReadTimeout = cmp.Or(opt.ReadTimeout, 3*time.Second)
 	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 3*time.Second)
+	// Callers' deadlines (idempotency, rate limits) must bound each call:
+	// without this go-redis waits out ReadTimeout per try whatever the
+	// context says, which turned a frozen Redis into 6 s waits.
+	opt.ContextTimeoutEnabled = true
 	return goredis.NewClient(opt), nil
 }
 

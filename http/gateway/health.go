@@ -16,8 +16,10 @@ func (g *Gateway) health(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyProbeTimeout bounds the storage probe of /ready.
-const readyProbeTimeout = 2 * time.Second
+// readyProbeTimeout bounds the storage probe of /ready, so /ready answers
+// within a second even when the store hangs (a load balancer's probe
+// usually gives up after one or two).
+const readyProbeTimeout = 500 * time.Millisecond
 
 func (g *Gateway) ready(c echo.Context) error {
 	checks := map[string]string{}

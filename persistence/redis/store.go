@@ -104,6 +104,10 @@ func Open(ctx context.Context, cfg persistence.BackendConfig) (persistence.Store
 	if opt.WriteTimeout == 0 {
 		opt.WriteTimeout = 3 * time.Second
 	}
+	// Honour the caller's deadline (grains' store timeout, /ready's short
+	// probe): by default go-redis ignores it for reads and writes and
+	// waits ReadTimeout per try, so a frozen server held a call for 6 s+.
+	opt.ContextTimeoutEnabled = true
 	client := goredis.NewClient(opt)
 	s, err := New(client, Options{Partitions: cfg.Partitions, KeyPrefix: cfg.KeyPrefix})
 	if err == nil {
