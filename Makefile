@@ -6,7 +6,7 @@ PAC_PIN   := v0.0.0-20240822202345-3c0e61ca19c9
 PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run build test test-short bench generate check-generated vet fmt cluster cluster-stop clean
+.PHONY: chaos run build test test-short bench generate check-generated vet fmt cluster cluster-stop clean
 
 run: ## start one member + gateway on the embedded store, print URL and dev token
 	$(GO) run ./cmd/granary dev
@@ -40,10 +40,15 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin .cluster
+	rm -rf bin .cluster .chaos
 
 cluster: ## real redis-server + 3 members on 127.0.0.1:8081-8083, logs in .cluster/
 	./scripts/cluster.sh start
 
 cluster-stop: ## stop exactly what `make cluster` started
 	./scripts/cluster.sh stop
+
+chaos: ## Jepsen-style run on real processes: faults, then history and journal checks (CHAOS_DURATION, CHAOS_CYCLES, CHAOS_*_PORT, CHAOS_DIR)
+	$(GO) build -o $(BIN) ./cmd/granary
+	$(GO) build -o bin/chaos ./cmd/chaos
+	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_CYCLES=$(CHAOS_CYCLES) CHAOS_GRANARY=$(BIN) ./bin/chaos

@@ -8,7 +8,7 @@
 // Settings (environment): CHAOS_DURATION (3m), CHAOS_CYCLES (20),
 // CHAOS_CLIENTS (8), CHAOS_ACCOUNTS (8), CHAOS_DIR (.chaos),
 // CHAOS_HTTP_PORT (8081: gateways on 8081-8083), CHAOS_CLUSTER_PORT (7081),
-// CHAOS_AUTOMANAGED_PORT (6331), CHAOS_REDIS_PORT (6399),
+// CHAOS_AUTOMANAGED_PORT (6331), CHAOS_REDIS_PORT (a free one),
 // CHAOS_GRANARY (bin/granary), CHAOS_SEED (time).
 package main
 
@@ -54,7 +54,7 @@ type config struct {
 
 func loadConfig() (config, error) {
 	c := config{duration: 3 * time.Minute, cycles: 20, clients: 8, accounts: 8, dir: ".chaos",
-		httpPort: 8081, clusterPort: 7081, automanagedPort: 6331, redisPort: 6399, granary: "bin/granary",
+		httpPort: 8081, clusterPort: 7081, automanagedPort: 6331, granary: "bin/granary",
 		seed: uint64(time.Now().UnixNano())}
 	var errs []error
 	dur := func(name string, p *time.Duration) {
@@ -97,6 +97,16 @@ func loadConfig() (config, error) {
 			errs = append(errs, fmt.Errorf("CHAOS_SEED=%q: an integer", v))
 		}
 		c.seed = n
+	}
+	if c.redisPort == 0 {
+		// Any free port; Redis restarts on the same one after kill -9.
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("a free port for redis: %w", err))
+		} else {
+			c.redisPort = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		}
 	}
 	if c.accounts < 2 {
 		errs = append(errs, errors.New("CHAOS_ACCOUNTS: at least 2 (transfers need two)"))

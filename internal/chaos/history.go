@@ -47,7 +47,7 @@ type Op struct {
 	Call     time.Time // first attempt sent
 	Return   time.Time // definite answer received; zero when Indeterminate
 	Outcome  Outcome
-	Balance  int64 // balance in a 2xx account answer
+	Balance  int64  // balance in a 2xx account answer
 	Status   string // final transfer status from the answer ("completed", "compensated", "started" …)
 	Attempts []Attempt
 }
