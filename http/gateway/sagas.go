@@ -250,7 +250,10 @@ func (g *Gateway) createOrder(c echo.Context) error {
 	if b.OrderID != nil {
 		id = *b.OrderID
 	}
-	paymentID := "pay_" + id
+	// Minted on every request, but only the first start of this order
+	// records it: a re-post of the order id returns the saga as started,
+	// so a retry keeps the payment id the order charges.
+	paymentID := payment.NewID()
 	if b.PaymentID != nil {
 		paymentID = *b.PaymentID
 	}
@@ -341,7 +344,9 @@ func (g *Gateway) getPayment(c echo.Context) error {
 	}
 	pm := reply.GetPayment()
 	if p := principal(c); !p.Admin() && pm.GetUserId() != p.Subject {
-		return messages.Fail(messages.CodeForbidden, "not your payment")
+		// The same answer as for an id nobody used: a chosen payment id
+		// must not tell a stranger that it exists.
+		return messages.Fail(messages.CodeNotFound, "payment not found")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"payment_id": id, "user_id": pm.GetUserId(), "amount": pm.GetAmount(), "status": pm.GetStatus()})
 }

@@ -72,7 +72,7 @@ func TestOrdersOverHTTP(t *testing.T) {
 	var o orderBody
 	r := h.do("POST", "/api/v1/orders", alice, `{"order_id":"o-1","product_id":"product_1","quantity":2,"amount":5000}`)
 	r.decodeStatus(t, http.StatusCreated, &o)
-	if o.Status != "completed" || o.UserID != "alice" || o.PaymentID != "pay_o-1" || o.SagaID == "" || r.header.Get("Location") != "/api/v1/orders/o-1" ||
+	if o.Status != "completed" || o.UserID != "alice" || !mintedPaymentID.MatchString(o.PaymentID) || o.SagaID == "" || r.header.Get("Location") != "/api/v1/orders/o-1" ||
 		stepsOf(o.Steps) != "reserve_inventory=completed() process_payment=completed() create_order=completed() " {
 		t.Fatalf("order %+v", o)
 	}
@@ -92,11 +92,11 @@ func TestOrdersOverHTTP(t *testing.T) {
 		t.Fatalf("inventory %+v", inv)
 	}
 	var pay map[string]any
-	h.do("GET", "/api/v1/payments/pay_o-1", alice, "").decodeStatus(t, http.StatusOK, &pay)
+	h.do("GET", "/api/v1/payments/"+o.PaymentID, alice, "").decodeStatus(t, http.StatusOK, &pay)
 	if pay["status"] != "completed" || pay["amount"] != float64(5000) || pay["user_id"] != "alice" {
 		t.Fatalf("payment %v", pay)
 	}
-	h.do("GET", "/api/v1/payments/pay_o-1", bob, "").problem(t, http.StatusForbidden, "forbidden")
+	h.do("GET", "/api/v1/payments/"+o.PaymentID, bob, "").problem(t, http.StatusNotFound, "not_found")
 	h.do("GET", "/api/v1/orders/o-1", bob, "").problem(t, http.StatusForbidden, "forbidden")
 
 	sagaFailure(t, h.do("POST", "/api/v1/orders", alice, `{"order_id":"o-big","product_id":"product_1","quantity":1,"amount":150000}`), "order", &o)
@@ -104,7 +104,7 @@ func TestOrdersOverHTTP(t *testing.T) {
 		stepsOf(o.Steps) != "reserve_inventory=compensated() process_payment=failed(payment amount too large) create_order=pending() " {
 		t.Fatalf("too large: %+v", o)
 	}
-	h.do("GET", "/api/v1/payments/pay_o-big", alice, "").problem(t, http.StatusNotFound, "not_found")
+	h.do("GET", "/api/v1/payments/"+o.PaymentID, alice, "").problem(t, http.StatusNotFound, "not_found")
 
 	sagaFailure(t, h.do("POST", "/api/v1/orders", alice, `{"product_id":"nope","quantity":1,"amount":10}`), "order", &o)
 	if o.FailedStep != "reserve_inventory" || o.Error != "product not found" {
