@@ -425,6 +425,14 @@ func LinearizabilityHistories(ops []Op, j Journal) map[string][]porcupine.Operat
 			}
 		}
 	}
+	// The balance read after the run, once everything settled, closes each
+	// account's history: a write the history has and the journal lost (or
+	// the reverse) shows here even if no client read came after it.
+	for a := range h {
+		if bal, ok := j.Balances[a]; ok {
+			h[a] = append(h[a], porcupine.Operation{ClientId: 0, Input: linInput{Kind: "read", Known: true, Balance: bal, ID: "final"}, Call: open + 1, Return: open + 2})
+		}
+	}
 	return h
 }
 
