@@ -78,9 +78,6 @@ var registerBackends = sync.OnceFunc(func() {
 // devTokenTTL is how long the printed dev token stays valid.
 const devTokenTTL = 24 * time.Hour
 
-// shutdownGrace bounds the wait for requests in flight at shutdown.
-const shutdownGrace = 10 * time.Second
-
 // start wires config → store → cluster member → gateway, serves until ctx
 // ends, then takes them down in reverse order.
 func start(ctx context.Context, m mode, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -181,16 +178,27 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down")
 	case err := <-serveErr:
 		return err
 	}
-	shCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	// Readiness first, so load balancers stop sending while the listener
+	// still answers; then close it and let requests in flight finish
+	// (bounded); the deferred member.Stop leaves the cluster only after.
+	log.Info("shutting down: draining", "delay", cfg.ShutdownDelay, "drain_timeout", cfg.DrainTimeout)
+	gw.Drain()
+	select {
+	case <-time.After(cfg.ShutdownDelay):
+	case err := <-serveErr:
+		return err
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
 	if err := gw.Shutdown(shCtx); err != nil {
-		log.Warn("gateway shutdown", "err", err)
+		log.Warn("requests still in flight at the drain timeout were cut", "err", err)
 	}
-	return <-serveErr
+	err = <-serveErr
+	log.Info("gateway drained; leaving the cluster")
+	return err
 }
 
 func announce(w io.Writer, m mode, cfg config, addr string, member *cluster.Member, storeNote string) error {

@@ -41,6 +41,8 @@ type config struct {
 	Cluster            cluster.Config
 	Grains             cluster.GrainsConfig
 	Gateway            gateway.Config
+	ShutdownDelay      time.Duration // /ready says 503 this long before the listener closes
+	DrainTimeout       time.Duration // bound on requests in flight finishing at shutdown
 	secretWasGenerated bool
 }
 
@@ -86,6 +88,8 @@ func settings(m mode) []setting {
 		{"GRANARY_HTTP_IDLE_TIMEOUT", "120s", "how long an idle keep-alive connection stays open", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdleTimeout })},
 		{"GRANARY_IDEMPOTENCY_PENDING_TTL", "30s", "how long a request with an Idempotency-Key holds its key while running (longer than GRANARY_CALL_TIMEOUT); a retry after a crash waits this long", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdempotencyPendingTTL })},
 		{"GRANARY_CALL_ATTEMPT_TIMEOUT", "1s", "a grain call re-sends (same command id) after this long without an answer", durSetting(func(c *config) *time.Duration { return &c.Cluster.AttemptTimeout })},
+		{"GRANARY_SHUTDOWN_DELAY", "1s", "on SIGTERM, /ready answers 503 this long (so load balancers stop sending) before the listener closes", durSetting(func(c *config) *time.Duration { return &c.ShutdownDelay })},
+		{"GRANARY_DRAIN_TIMEOUT", "10s", "on SIGTERM, how long requests in flight may take to finish before the member leaves the cluster", durSetting(func(c *config) *time.Duration { return &c.DrainTimeout })},
 		{"GRANARY_BODY_LIMIT", "1048576", "largest request body in bytes (413 past it)", func(c *config, v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n <= 0 {
@@ -233,6 +237,8 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 		RateLimit:         600,
 		JournalPartitions: 1,
 		LogLevel:          slog.LevelInfo,
+		ShutdownDelay:     time.Second,
+		DrainTimeout:      10 * time.Second,
 		Cluster:           cluster.DefaultConfig(),
 		Grains:            cluster.DefaultGrainsConfig(),
 		Gateway:           gateway.DefaultConfig(),

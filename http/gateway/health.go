@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -21,9 +22,21 @@ func (g *Gateway) health(c echo.Context) error {
 // usually gives up after one or two).
 const readyProbeTimeout = 500 * time.Millisecond
 
+// drainFlag is set once the member is shutting down.
+type drainFlag struct{ atomic.Bool }
+
+// Drain makes /ready answer 503 from now on while every other route keeps
+// serving: a load balancer stops sending new requests before Shutdown
+// closes the listener, and requests in flight finish with their answers.
+func (g *Gateway) Drain() { g.drain.Store(true) }
+
 func (g *Gateway) ready(c echo.Context) error {
 	checks := map[string]string{}
 	ok := true
+	if g.drain.Load() {
+		checks["shutdown"] = "draining"
+		ok = false
+	}
 	if g.deps.Member.Joined() {
 		checks["cluster"] = "ok"
 	} else {

@@ -33,6 +33,7 @@ type Gateway struct {
 	// the route label.
 	routeSet map[string]bool
 	streams  *streams
+	drain    drainFlag // set by Drain: /ready says 503
 }
 
 // New builds the gateway; it serves nothing until Serve.
