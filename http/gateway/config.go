@@ -54,6 +54,15 @@ type Config struct {
 	// Login throttles password guesses per username across the gateways
 	// sharing Deps.Redis (its KeyPrefix is KeyPrefix's).
 	Login ratelimit.LoginConfig
+	// StreamsPerSubject is how many SSE streams one token subject may hold
+	// open on this gateway (429 past it), so that one user cannot take
+	// the stream capacity of everyone else.
+	StreamsPerSubject int
+	// StreamWriteTimeout cuts a stream whose client stops reading: a write
+	// (event or heartbeat) that has not gone through within it ends the
+	// stream. StreamHeartbeat is how often an idle stream sends a comment.
+	StreamWriteTimeout time.Duration
+	StreamHeartbeat    time.Duration
 }
 
 // DefaultConfig returns the contract's defaults.
@@ -72,6 +81,9 @@ func DefaultConfig() Config {
 		IdempotencyPendingTTL: 30 * time.Second,
 		SummaryWait:           5 * time.Second,
 		Login:                 ratelimit.DefaultLoginConfig(),
+		StreamsPerSubject:     8,
+		StreamWriteTimeout:    30 * time.Second,
+		StreamHeartbeat:       15 * time.Second,
 	}
 }
 
@@ -81,7 +93,7 @@ func (c Config) Validate() error {
 		"CallTimeout": c.CallTimeout, "TokenTTL": c.TokenTTL, "ReadHeaderTimeout": c.ReadHeaderTimeout,
 		"ReadTimeout": c.ReadTimeout, "WriteTimeout": c.WriteTimeout, "IdleTimeout": c.IdleTimeout,
 		"IdempotencyTTL": c.IdempotencyTTL, "IdempotencyPendingTTL": c.IdempotencyPendingTTL,
-		"SummaryWait": c.SummaryWait,
+		"SummaryWait": c.SummaryWait, "StreamWriteTimeout": c.StreamWriteTimeout, "StreamHeartbeat": c.StreamHeartbeat,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("gateway: %s %v must be > 0", name, d)
@@ -90,6 +102,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.BodyLimit <= 0:
 		return fmt.Errorf("gateway: BodyLimit %d must be > 0", c.BodyLimit)
+	case c.StreamsPerSubject < 1:
+		return fmt.Errorf("gateway: StreamsPerSubject %d must be >= 1", c.StreamsPerSubject)
 	case c.RateLimit < 0:
 		return fmt.Errorf("gateway: RateLimit %d must be >= 0 (0 = off)", c.RateLimit)
 	case c.IdempotencyPendingTTL <= c.CallTimeout:

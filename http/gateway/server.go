@@ -55,7 +55,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = problem.Handler(deps.Logger)
-	e.Pre(requestID)
+	e.Pre(requestID, allowHead)
 	// observe outermost, so it records the final status of everything
 	// below, a recovered panic included; the rate limit before any
 	// handler work, and for every path (unknown ones too: scanners pay).
@@ -66,7 +66,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	}
 	g.echo = e
 	g.srv = &http.Server{
-		Handler:           e,
+		Handler:           answerHeadAsGet(e),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -109,7 +109,7 @@ func (g *Gateway) buildMiddleware() error {
 }
 
 // Handler is the gateway's root handler (for tests with httptest).
-func (g *Gateway) Handler() http.Handler { return g.echo }
+func (g *Gateway) Handler() http.Handler { return g.srv.Handler }
 
 // Metrics is the registry /metrics serves (Deps.Metrics when given).
 func (g *Gateway) Metrics() *prometheus.Registry { return g.registry }

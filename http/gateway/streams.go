@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"granary/actors/account"
+	"granary/http/auth"
 	"granary/http/dashboard"
 	"granary/http/stream"
 	"granary/messages"
@@ -24,6 +25,7 @@ import (
 type streams struct {
 	tailer *stream.Tailer
 	opt    stream.Options
+	slots  *streamSlots
 
 	once   sync.Once
 	ctx    context.Context
@@ -33,15 +35,85 @@ type streams struct {
 
 // Stream limits.
 const (
-	maxStreams     = 256 // open SSE connections per gateway
+	maxStreams = 256 // open SSE connections of non-admin subjects per gateway
+	// adminStreams is set aside for admins (the global stream, the
+	// dashboard), so that users, however many, cannot lock operators out.
+	adminStreams   = 32
 	tailInterval   = 50 * time.Millisecond
 	recentOnGlobal = 50 // events per partition the global stream starts with
 )
 
 func (g *Gateway) initStreams() {
 	ctx, cancel := context.WithCancel(context.Background())
-	g.streams = &streams{tailer: stream.NewTailer(g.deps.Store, tailInterval, maxStreams, g.deps.Logger),
-		opt: stream.DefaultOptions(), ctx: ctx, cancel: cancel}
+	opt := stream.DefaultOptions()
+	opt.WriteTimeout, opt.Heartbeat = g.cfg.StreamWriteTimeout, g.cfg.StreamHeartbeat
+	g.streams = &streams{tailer: stream.NewTailer(g.deps.Store, tailInterval, maxStreams+adminStreams, g.deps.Logger),
+		opt: opt, slots: newStreamSlots(g.cfg.StreamsPerSubject, maxStreams, adminStreams), ctx: ctx, cancel: cancel}
+}
+
+// streamSlots counts open streams per subject and per pool. Its map holds
+// only subjects with a stream open, so it is bounded by the pools' sizes.
+type streamSlots struct {
+	perSubject, users, admins int
+
+	mu        sync.Mutex
+	open      map[string]int
+	openUsers int
+	openAdmin int
+}
+
+func newStreamSlots(perSubject, users, admins int) *streamSlots {
+	return &streamSlots{perSubject: perSubject, users: users, admins: admins, open: map[string]int{}}
+}
+
+// acquire takes a slot for p's next stream; release gives it back, once.
+// A subject at its cap gets 429 (it is holding its share already); a full
+// pool is 503 (the gateway is busy, not the caller at fault).
+func (s *streamSlots) acquire(p auth.Principal) (release func(), err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open[p.Subject] >= s.perSubject {
+		return nil, messages.Fail(messages.CodeRateLimited, "this subject already holds %d open streams on this gateway; close one first", s.perSubject)
+	}
+	pool, size := &s.openUsers, s.users
+	if p.Admin() {
+		pool, size = &s.openAdmin, s.admins
+	}
+	if *pool >= size {
+		return nil, messages.Fail(messages.CodeServiceUnavailable, "too many live streams on this gateway; retry later")
+	}
+	s.open[p.Subject]++
+	*pool++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.open[p.Subject]--; s.open[p.Subject] <= 0 {
+				delete(s.open, p.Subject)
+			}
+			*pool--
+		})
+	}, nil
+}
+
+// serveStream runs serve as a stream of the caller's: it holds one of the
+// caller's slots throughout. HEAD gets the stream's status and headers and
+// ends there, as a GET would go on with events.
+func (g *Gateway) serveStream(c echo.Context, serve func(ctx context.Context) error) error {
+	release, err := g.streams.slots.acquire(principal(c))
+	if err != nil {
+		return err
+	}
+	defer release()
+	if isHead(c) {
+		stream.WriteHeaders(c.Response())
+		return nil
+	}
+	g.streams.start(g)
+	ctx, cancel := g.streamContext(c)
+	defer cancel()
+	return g.streamError(c, serve(ctx))
 }
 
 // start runs the tailer and forwards topology changes, once.
@@ -109,11 +181,9 @@ func (g *Gateway) accountStream(c echo.Context) error {
 	if _, err := g.authorizeRead(c, id); err != nil {
 		return err
 	}
-	g.streams.start(g)
-	ctx, cancel := g.streamContext(c)
-	defer cancel()
-	err = stream.ServeStream(ctx, c.Response(), g.deps.Store, g.streams.tailer, account.StreamFor(id), after, renderAccountEvent, g.streams.opt)
-	return g.streamError(c, err)
+	return g.serveStream(c, func(ctx context.Context) error {
+		return stream.ServeStream(ctx, c.Response(), g.deps.Store, g.streams.tailer, account.StreamFor(id), after, renderAccountEvent, g.streams.opt)
+	})
 }
 
 // globalStream is GET /api/v1/stream (admin): every journal event by its
@@ -127,11 +197,9 @@ func (g *Gateway) globalStream(c echo.Context) error {
 		}
 		from = map[int]uint64{p: pos}
 	}
-	g.streams.start(g)
-	ctx, cancel := g.streamContext(c)
-	defer cancel()
-	err := stream.ServeAll(ctx, c.Response(), g.deps.Store, g.streams.tailer, from, recentOnGlobal, renderGlobalEvent, g.streams.opt)
-	return g.streamError(c, err)
+	return g.serveStream(c, func(ctx context.Context) error {
+		return stream.ServeAll(ctx, c.Response(), g.deps.Store, g.streams.tailer, from, recentOnGlobal, renderGlobalEvent, g.streams.opt)
+	})
 }
 
 // streamError maps an error from before the stream started to a problem;

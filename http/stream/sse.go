@@ -27,31 +27,78 @@ type Options struct {
 	Heartbeat time.Duration
 	// ReadBatch bounds one journal read while catching up.
 	ReadBatch int
+	// WriteTimeout bounds each write (an event, a heartbeat): a client
+	// that stops reading fills the connection's buffers, the next write
+	// blocks, and the stream ends when it has not gone through within
+	// WriteTimeout, so a client that never reads cannot hold a stream
+	// (and its share of the gateway's capacity) for ever. 0 means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
+
+// DefaultWriteTimeout is the contract's "a client that does not read its
+// stream for 30 s is disconnected".
+const DefaultWriteTimeout = 30 * time.Second
 
 // DefaultOptions are sensible for browsers and scripts alike.
 func DefaultOptions() Options {
-	return Options{Buffer: 1024, Heartbeat: 15 * time.Second, ReadBatch: 500}
+	// The heartbeat is well inside WriteTimeout, and a write that goes
+	// through renews the deadline: an idle client that reads is never cut.
+	return Options{Buffer: 1024, Heartbeat: 15 * time.Second, ReadBatch: 500, WriteTimeout: DefaultWriteTimeout}
 }
 
-type writer struct {
-	w     io.Writer
-	flush func() error
-}
-
-func newWriter(w http.ResponseWriter) (*writer, error) {
-	rc := http.NewResponseController(w)
-	// A stream outlives the server's WriteTimeout by design.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return nil, err
-	}
+// WriteHeaders sends a stream's status and headers: what HEAD on a stream
+// answers, and what a stream sends at once, before any event.
+func WriteHeaders(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	sw := &writer{w: w, flush: rc.Flush}
+}
+
+type writer struct {
+	w       io.Writer
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func newWriter(w http.ResponseWriter, opt Options) (*writer, error) {
+	sw := &writer{w: w, rc: http.NewResponseController(w), timeout: opt.WriteTimeout}
+	if sw.timeout <= 0 {
+		sw.timeout = DefaultWriteTimeout
+	}
+	// A stream outlives the server's WriteTimeout by design; each write
+	// gets a deadline of its own instead (see Options.WriteTimeout).
+	if err := sw.deadline(); err != nil {
+		return nil, err
+	}
+	WriteHeaders(w)
 	return sw, sw.flush()
+}
+
+// deadline gives the next write WriteTimeout to go through.
+func (s *writer) deadline() error {
+	if err := s.rc.SetWriteDeadline(time.Now().Add(s.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return fmt.Errorf("stream write deadline: %w", err)
+	}
+	return nil
+}
+
+func (s *writer) flush() error { return s.rc.Flush() }
+
+// write sends b at once, within the write deadline.
+func (s *writer) write(b string) error {
+	if err := s.deadline(); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(s.w, b); err != nil {
+		return fmt.Errorf("stream write: %w", err)
+	}
+	if err := s.flush(); err != nil {
+		return fmt.Errorf("stream flush: %w", err)
+	}
+	return nil
 }
 
 func (s *writer) send(id, event string, data []byte) error {
@@ -64,18 +111,10 @@ func (s *writer) send(id, event string, data []byte) error {
 		fmt.Fprintf(&b, "data: %s\n", line)
 	}
 	b.WriteString("\n")
-	if _, err := io.WriteString(s.w, b.String()); err != nil {
-		return err
-	}
-	return s.flush()
+	return s.write(b.String())
 }
 
-func (s *writer) ping() error {
-	if _, err := io.WriteString(s.w, ": ping\n\n"); err != nil {
-		return err
-	}
-	return s.flush()
-}
+func (s *writer) ping() error { return s.write(": ping\n\n") }
 
 // overflow is the last event of a stream whose client fell behind.
 func (s *writer) overflow(lastID string) error {
@@ -99,7 +138,7 @@ func ServeStream(ctx context.Context, w http.ResponseWriter, j persistence.Journ
 		return err
 	}
 	defer t.Unsubscribe(sub)
-	sw, err := newWriter(w)
+	sw, err := newWriter(w, opt)
 	if err != nil {
 		return err
 	}
@@ -193,7 +232,7 @@ func ServeAll(ctx context.Context, w http.ResponseWriter, j persistence.Journal,
 		return err
 	}
 	defer t.Unsubscribe(sub)
-	sw, err := newWriter(w)
+	sw, err := newWriter(w, opt)
 	if err != nil {
 		return err
 	}
