@@ -261,6 +261,12 @@ func run(ctx context.Context) error {
 	if err := collect(ctx, a, ops, accounts, &j); err != nil {
 		return fmt.Errorf("reading the journal: %w", err)
 	}
+	// Keep what was checked, to look into a failure afterwards.
+	for name, v := range map[string]any{"history.json": ops, "journal.json": j, "faults.json": faults} {
+		if b, err := json.MarshalIndent(v, "", " "); err == nil {
+			_ = os.WriteFile(filepath.Join(cfg.dir, name), b, 0o644)
+		}
+	}
 	if !report(cfg, ops, j, faults, end, faultErr) {
 		return errFailed // report printed the reasons
 	}
@@ -408,6 +414,7 @@ func collect(ctx context.Context, a *api, ops []chaos.Op, accounts []string, j *
 						TransferID     string `json:"transfer_id"`
 						InitialBalance int64  `json:"initial_balance"`
 					} `json:"data"`
+					OccurredAt time.Time `json:"occurred_at"`
 				} `json:"events"`
 				Next *int64 `json:"next_after_version"`
 			}
@@ -416,7 +423,7 @@ func collect(ctx context.Context, a *api, ops []chaos.Op, accounts []string, j *
 			}
 			for _, e := range page.Events {
 				j.Events[acct] = append(j.Events[acct], chaos.Event{Version: e.Version, Type: e.Type, Amount: e.Data.Amount,
-					Description: e.Data.Description, TransferID: e.Data.TransferID, Initial: e.Data.InitialBalance})
+					Description: e.Data.Description, TransferID: e.Data.TransferID, Initial: e.Data.InitialBalance, OccurredAt: e.OccurredAt})
 			}
 			// Page by the last version seen: it works whether or not the
 			// gateway sends next_after_version, and an empty page ends it.

@@ -465,6 +465,9 @@ func CheckLinearizable(ops []Op, j Journal, dir string, timeout time.Duration) R
 				}
 			}
 			r.addf("%s", msg)
+			for _, e := range Explain(ops, j, a, 5) {
+				r.addf("  %s", e)
+			}
 		default:
 			r.addf("account %s: porcupine gave no verdict within %s", a, timeout)
 		}
@@ -521,6 +524,76 @@ func Unavailability(ops []Op, faults []Fault, end time.Time) map[string]time.Dur
 		}
 		if worst > out[f.Kind] {
 			out[f.Kind] = worst
+		}
+	}
+	return out
+}
+
+// Explain points at what makes an account's history fail, using the
+// journal's order (porcupine's verdict says only that no order exists):
+// answers whose balance the journal never had at that point, and reads of
+// a balance the account did not have while the read was running.
+func Explain(ops []Op, j Journal, account string, limit int) []string {
+	type point struct {
+		bal int64
+		at  time.Time
+		ver int64
+	}
+	var states []point // balance after each event
+	after := map[string]point{}
+	var bal int64
+	for _, ev := range j.Events[account] {
+		switch ev.Type {
+		case "AccountOpened":
+			bal = ev.Initial
+		case "MoneyDeposited":
+			bal += ev.Amount
+		case "MoneyWithdrawn":
+			bal -= ev.Amount
+		}
+		p := point{bal, ev.OccurredAt, ev.Version}
+		states = append(states, p)
+		if ev.Description != "" {
+			after[ev.Description] = p
+		}
+	}
+	var out []string
+	add := func(format string, args ...any) {
+		if len(out) < limit {
+			out = append(out, fmt.Sprintf(format, args...))
+		}
+	}
+	for _, op := range ops {
+		if op.Account != account || op.Outcome != OK {
+			continue
+		}
+		switch op.Kind {
+		case Deposit, Withdraw:
+			if p, ok := after[op.ID]; ok && p.bal != op.Balance {
+				add("%s %s answered balance %d (%s), the journal has %d after its event v%d", op.Kind, op.ID, op.Balance, lastAnswer(op), p.bal, p.ver)
+			}
+		case Read:
+			// The balances current at some moment within the read.
+			okay := false
+			var seen []string
+			for i, p := range states {
+				var next time.Time
+				if i+1 < len(states) {
+					next = states[i+1].at
+				}
+				// State i holds from its event until the next event;
+				// occurred_at has ms precision, hence the slack.
+				if p.at.After(op.Return.Add(5*time.Millisecond)) || (!next.IsZero() && next.Before(op.Call.Add(-5*time.Millisecond))) {
+					continue
+				}
+				seen = append(seen, fmt.Sprintf("v%d=%d", p.ver, p.bal))
+				if p.bal == op.Balance {
+					okay = true
+				}
+			}
+			if !okay {
+				add("read %s (%s, %s..%s) saw %d; during it the journal had %s", op.ID, lastAnswer(op), op.Call.Format("15:04:05.000"), op.Return.Format("15:04:05.000"), op.Balance, strings.Join(seen, " "))
+			}
 		}
 	}
 	return out

@@ -68,7 +68,8 @@ type Event struct {
 	Amount      int64
 	Description string
 	TransferID  string
-	Initial     int64 // AccountOpened's initial_balance
+	Initial     int64     // AccountOpened's initial_balance
+	OccurredAt  time.Time // when the grain decided it (for explaining failures)
 }
 
 // Journal is every account's events and final state after the run.
