@@ -192,8 +192,16 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 	empty := []MemberInfo{}
 	m.view.Store(&empty)
 	m.sub = system.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*pcluster.ClusterTopology); ok {
-			m.view.Store(snapshot(t.GetMembers(), system.ID))
+		switch e := evt.(type) {
+		case *pcluster.ClusterTopology:
+			m.view.Store(snapshot(e.GetMembers(), system.ID))
+		case *pcluster.ActivationTerminated:
+			// The member that hosted a grain broadcasts this when it
+			// passivates; the pinned Proto.Actor only drops its own PID
+			// cache entry, so every other member that called the grain
+			// kept one per identity forever (issue 9).
+			id := e.GetClusterIdentity()
+			c.PidCache.RemoveByValue(id.GetIdentity(), id.GetKind(), e.GetPid())
 		}
 	})
 	// StartMember panics when the provider or remoting fails to start; take
