@@ -993,6 +993,52 @@ func (x *CounterSpawned) GetCounter() string {
 	return ""
 }
 
+// CounterStopped records that a child exhausted its restart budget and was
+// stopped by its group's supervisor: the decision outlives the activation.
+type CounterStopped struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counter       string                 `protobuf:"bytes,1,opt,name=counter,proto3" json:"counter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterStopped) Reset() {
+	*x = CounterStopped{}
+	mi := &file_counter_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterStopped) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterStopped) ProtoMessage() {}
+
+func (x *CounterStopped) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterStopped.ProtoReflect.Descriptor instead.
+func (*CounterStopped) Descriptor() ([]byte, []int) {
+	return file_counter_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CounterStopped) GetCounter() string {
+	if x != nil {
+		return x.Counter
+	}
+	return ""
+}
+
 type CounterGroupEvent struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	CommandId        string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
@@ -1000,6 +1046,7 @@ type CounterGroupEvent struct {
 	// Types that are valid to be assigned to Event:
 	//
 	//	*CounterGroupEvent_Spawned
+	//	*CounterGroupEvent_Stopped
 	Event         isCounterGroupEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1007,7 +1054,7 @@ type CounterGroupEvent struct {
 
 func (x *CounterGroupEvent) Reset() {
 	*x = CounterGroupEvent{}
-	mi := &file_counter_proto_msgTypes[16]
+	mi := &file_counter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1066,7 @@ func (x *CounterGroupEvent) String() string {
 func (*CounterGroupEvent) ProtoMessage() {}
 
 func (x *CounterGroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[16]
+	mi := &file_counter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1079,7 @@ func (x *CounterGroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupEvent.ProtoReflect.Descriptor instead.
 func (*CounterGroupEvent) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{16}
+	return file_counter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CounterGroupEvent) GetCommandId() string {
@@ -1065,6 +1112,15 @@ func (x *CounterGroupEvent) GetSpawned() *CounterSpawned {
 	return nil
 }
 
+func (x *CounterGroupEvent) GetStopped() *CounterStopped {
+	if x != nil {
+		if x, ok := x.Event.(*CounterGroupEvent_Stopped); ok {
+			return x.Stopped
+		}
+	}
+	return nil
+}
+
 type isCounterGroupEvent_Event interface {
 	isCounterGroupEvent_Event()
 }
@@ -1073,20 +1129,27 @@ type CounterGroupEvent_Spawned struct {
 	Spawned *CounterSpawned `protobuf:"bytes,10,opt,name=spawned,proto3,oneof"`
 }
 
+type CounterGroupEvent_Stopped struct {
+	Stopped *CounterStopped `protobuf:"bytes,11,opt,name=stopped,proto3,oneof"`
+}
+
 func (*CounterGroupEvent_Spawned) isCounterGroupEvent_Event() {}
+
+func (*CounterGroupEvent_Stopped) isCounterGroupEvent_Event() {}
 
 type CounterGroupSnapshot struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Counters         []string               `protobuf:"bytes,1,rep,name=counters,proto3" json:"counters,omitempty"`
 	Version          uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	RecentCommandIds []string               `protobuf:"bytes,3,rep,name=recent_command_ids,json=recentCommandIds,proto3" json:"recent_command_ids,omitempty"`
+	Stopped          []string               `protobuf:"bytes,4,rep,name=stopped,proto3" json:"stopped,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CounterGroupSnapshot) Reset() {
 	*x = CounterGroupSnapshot{}
-	mi := &file_counter_proto_msgTypes[17]
+	mi := &file_counter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1161,7 @@ func (x *CounterGroupSnapshot) String() string {
 func (*CounterGroupSnapshot) ProtoMessage() {}
 
 func (x *CounterGroupSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[17]
+	mi := &file_counter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1174,7 @@ func (x *CounterGroupSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupSnapshot.ProtoReflect.Descriptor instead.
 func (*CounterGroupSnapshot) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{17}
+	return file_counter_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CounterGroupSnapshot) GetCounters() []string {
@@ -1131,6 +1194,13 @@ func (x *CounterGroupSnapshot) GetVersion() uint64 {
 func (x *CounterGroupSnapshot) GetRecentCommandIds() []string {
 	if x != nil {
 		return x.RecentCommandIds
+	}
+	return nil
+}
+
+func (x *CounterGroupSnapshot) GetStopped() []string {
+	if x != nil {
+		return x.Stopped
 	}
 	return nil
 }
@@ -1206,18 +1276,22 @@ const file_counter_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"*\n" +
 	"\x0eCounterSpawned\x12\x18\n" +
-	"\acounter\x18\x01 \x01(\tR\acounter\"\xa2\x01\n" +
+	"\acounter\x18\x01 \x01(\tR\acounter\"*\n" +
+	"\x0eCounterStopped\x12\x18\n" +
+	"\acounter\x18\x01 \x01(\tR\acounter\"\xda\x01\n" +
 	"\x11CounterGroupEvent\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12-\n" +
 	"\x13occurred_at_unix_ms\x18\x02 \x01(\x03R\x10occurredAtUnixMs\x126\n" +
 	"\aspawned\x18\n" +
-	" \x01(\v2\x1a.granary.v1.CounterSpawnedH\x00R\aspawnedB\a\n" +
-	"\x05event\"z\n" +
+	" \x01(\v2\x1a.granary.v1.CounterSpawnedH\x00R\aspawned\x126\n" +
+	"\astopped\x18\v \x01(\v2\x1a.granary.v1.CounterStoppedH\x00R\astoppedB\a\n" +
+	"\x05event\"\x94\x01\n" +
 	"\x14CounterGroupSnapshot\x12\x1a\n" +
 	"\bcounters\x18\x01 \x03(\tR\bcounters\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12,\n" +
-	"\x12recent_command_ids\x18\x03 \x03(\tR\x10recentCommandIdsB\x12Z\x10granary/messagesb\x06proto3"
+	"\x12recent_command_ids\x18\x03 \x03(\tR\x10recentCommandIds\x12\x18\n" +
+	"\astopped\x18\x04 \x03(\tR\astoppedB\x12Z\x10granary/messagesb\x06proto3"
 
 var (
 	file_counter_proto_rawDescOnce sync.Once
@@ -1231,7 +1305,7 @@ func file_counter_proto_rawDescGZIP() []byte {
 	return file_counter_proto_rawDescData
 }
 
-var file_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_counter_proto_goTypes = []any{
 	(*IncrementCounter)(nil),     // 0: granary.v1.IncrementCounter
 	(*ResetCounter)(nil),         // 1: granary.v1.ResetCounter
@@ -1249,32 +1323,34 @@ var file_counter_proto_goTypes = []any{
 	(*CounterGroupRequest)(nil),  // 13: granary.v1.CounterGroupRequest
 	(*CounterGroupReply)(nil),    // 14: granary.v1.CounterGroupReply
 	(*CounterSpawned)(nil),       // 15: granary.v1.CounterSpawned
-	(*CounterGroupEvent)(nil),    // 16: granary.v1.CounterGroupEvent
-	(*CounterGroupSnapshot)(nil), // 17: granary.v1.CounterGroupSnapshot
-	nil,                          // 18: granary.v1.CounterGroupReply.CountersEntry
-	nil,                          // 19: granary.v1.CounterGroupReply.RestartsEntry
-	(*Failure)(nil),              // 20: granary.v1.Failure
+	(*CounterStopped)(nil),       // 16: granary.v1.CounterStopped
+	(*CounterGroupEvent)(nil),    // 17: granary.v1.CounterGroupEvent
+	(*CounterGroupSnapshot)(nil), // 18: granary.v1.CounterGroupSnapshot
+	nil,                          // 19: granary.v1.CounterGroupReply.CountersEntry
+	nil,                          // 20: granary.v1.CounterGroupReply.RestartsEntry
+	(*Failure)(nil),              // 21: granary.v1.Failure
 }
 var file_counter_proto_depIdxs = []int32{
 	0,  // 0: granary.v1.CounterRequest.increment:type_name -> granary.v1.IncrementCounter
 	1,  // 1: granary.v1.CounterRequest.reset:type_name -> granary.v1.ResetCounter
 	2,  // 2: granary.v1.CounterRequest.get:type_name -> granary.v1.GetCounter
-	20, // 3: granary.v1.CounterReply.failure:type_name -> granary.v1.Failure
+	21, // 3: granary.v1.CounterReply.failure:type_name -> granary.v1.Failure
 	5,  // 4: granary.v1.CounterEvent.incremented:type_name -> granary.v1.CounterIncremented
 	6,  // 5: granary.v1.CounterEvent.reset:type_name -> granary.v1.CounterReset
 	9,  // 6: granary.v1.CounterGroupRequest.spawn:type_name -> granary.v1.SpawnCounter
 	10, // 7: granary.v1.CounterGroupRequest.broadcast:type_name -> granary.v1.BroadcastCounters
 	11, // 8: granary.v1.CounterGroupRequest.get:type_name -> granary.v1.GetCounterGroup
 	12, // 9: granary.v1.CounterGroupRequest.crash:type_name -> granary.v1.CrashCounter
-	18, // 10: granary.v1.CounterGroupReply.counters:type_name -> granary.v1.CounterGroupReply.CountersEntry
-	19, // 11: granary.v1.CounterGroupReply.restarts:type_name -> granary.v1.CounterGroupReply.RestartsEntry
-	20, // 12: granary.v1.CounterGroupReply.failure:type_name -> granary.v1.Failure
+	19, // 10: granary.v1.CounterGroupReply.counters:type_name -> granary.v1.CounterGroupReply.CountersEntry
+	20, // 11: granary.v1.CounterGroupReply.restarts:type_name -> granary.v1.CounterGroupReply.RestartsEntry
+	21, // 12: granary.v1.CounterGroupReply.failure:type_name -> granary.v1.Failure
 	15, // 13: granary.v1.CounterGroupEvent.spawned:type_name -> granary.v1.CounterSpawned
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	16, // 14: granary.v1.CounterGroupEvent.stopped:type_name -> granary.v1.CounterStopped
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_counter_proto_init() }
@@ -1298,8 +1374,9 @@ func file_counter_proto_init() {
 		(*CounterGroupRequest_Get)(nil),
 		(*CounterGroupRequest_Crash)(nil),
 	}
-	file_counter_proto_msgTypes[16].OneofWrappers = []any{
+	file_counter_proto_msgTypes[17].OneofWrappers = []any{
 		(*CounterGroupEvent_Spawned)(nil),
+		(*CounterGroupEvent_Stopped)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1307,7 +1384,7 @@ func file_counter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_counter_proto_rawDesc), len(file_counter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -49,6 +49,9 @@ type Group struct {
 	restarts map[string]int32
 	last     map[string]int64 // last value each child reported
 	waits    map[string][]*wait
+	// stopping: the group itself is stopping (passivation, shutdown), so
+	// its children stop with it; that is no supervisor decision.
+	stopping bool
 }
 
 var _ actor.SupervisorStrategy = (*Group)(nil)
@@ -70,6 +73,10 @@ func (g *Group) Receive(ctx actor.Context) {
 		ctx.SetReceiveTimeout(g.cfg.Counter.IdleTimeout)
 	case *actor.ReceiveTimeout:
 		ctx.Poison(ctx.Self())
+	case *actor.Stopping:
+		g.stopping = true
+	case *actor.Stopped:
+		g.log.Debug("counter group stopped")
 	case *actor.Terminated:
 		g.onChildStopped(msg.GetWho())
 	case *messages.CounterGroupRequest:
@@ -106,19 +113,45 @@ func (g *Group) onChildStopped(pid *actor.PID) {
 		return
 	}
 	delete(g.children, name)
+	if g.stopping {
+		// Stopped along with the group (passivation, shutdown): normal.
+		g.log.Debug("child counter stopped with its group", "counter", name)
+		return
+	}
 	g.stopped[name] = true
 	for _, w := range slices.Clone(g.waits[name]) {
 		g.settle(w, name+" (stopped by its supervisor)")
 	}
 	g.log.Error("child counter stopped by its supervisor after exhausting its restart budget", "counter", name,
 		"max_restarts", g.cfg.MaxRestarts, "window", g.cfg.RestartWindow)
+	g.recordStopped(name)
+}
+
+// recordStopped stores the supervisor's decision in the group's stream, so
+// a later activation keeps the child stopped and reports it. When the
+// store fails the decision holds for this activation only (logged).
+func (g *Group) recordStopped(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Counter.StoreTimeout)
+	defer cancel()
+	now := g.cfg.Counter.Now()
+	_, err := g.host.Execute(ctx, "supervisor-stopped/"+name, func(s State) ([]*messages.CounterGroupEvent, error) {
+		return decideStopped(s, name, "supervisor-stopped/"+name, now), nil
+	})
+	if err != nil {
+		g.log.Warn("recording that a child counter was stopped failed; a new activation would restart it", "counter", name, "err", err)
+	}
+}
+
+// isStopped: stopped by the supervisor in this activation or a former one.
+func (g *Group) isStopped(name string) bool {
+	return g.stopped[name] || slices.Contains(g.host.State().Stopped, name)
 }
 
 // ensureChildren spawns a child for every counter of the state that is
 // neither running nor stopped (after activation, or after a spawn).
 func (g *Group) ensureChildren(ctx actor.Context) {
 	for _, name := range g.host.State().Counters {
-		if g.children[name] != nil || g.stopped[name] {
+		if g.children[name] != nil || g.isStopped(name) {
 			continue
 		}
 		props := counter.ChildProps(g.cfg.Counter, name, ChildStream(g.name))
@@ -298,8 +331,10 @@ func (g *Group) values() map[string]int64 {
 
 func (g *Group) report(failed []string) *messages.CounterGroupReply {
 	r := &messages.CounterGroupReply{Counters: g.values(), Restarts: map[string]int32{}}
-	for name := range g.stopped {
-		r.Stopped = append(r.Stopped, name)
+	for _, name := range g.host.State().Counters {
+		if g.isStopped(name) {
+			r.Stopped = append(r.Stopped, name)
+		}
 	}
 	slices.Sort(r.Stopped)
 	for name, n := range g.restarts {

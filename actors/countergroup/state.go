@@ -8,6 +8,7 @@ package countergroup
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -24,9 +25,12 @@ const Kind = "countergroup"
 // without limit.
 const MaxCounters = 64
 
-// State is a group folded from its events: its children, in spawn order.
+// State is a group folded from its events: its children, in spawn order,
+// and those its supervisor stopped for good (a decision that must outlive
+// the activation that took it).
 type State struct {
 	Counters []string
+	Stopped  []string
 	Version  uint64
 }
 
@@ -60,15 +64,33 @@ func decideSpawn(s State, group, commandID string, now time.Time) ([]*messages.C
 	}}, nil
 }
 
+// decideStopped records that the supervisor stopped counter, once.
+func decideStopped(s State, counter, commandID string, now time.Time) []*messages.CounterGroupEvent {
+	if slices.Contains(s.Stopped, counter) || !slices.Contains(s.Counters, counter) {
+		return nil
+	}
+	return []*messages.CounterGroupEvent{{
+		CommandId: commandID, OccurredAtUnixMs: now.UnixMilli(),
+		Event: &messages.CounterGroupEvent_Stopped{Stopped: &messages.CounterStopped{Counter: counter}},
+	}}
+}
+
 func apply(s State, _ string, ev *messages.CounterGroupEvent) State {
-	if sp := ev.GetSpawned(); sp != nil {
-		s.Counters = append(append([]string(nil), s.Counters...), sp.GetCounter())
+	switch {
+	case ev.GetSpawned() != nil:
+		s.Counters = append(append([]string(nil), s.Counters...), ev.GetSpawned().GetCounter())
+	case ev.GetStopped() != nil:
+		s.Stopped = append(append([]string(nil), s.Stopped...), ev.GetStopped().GetCounter())
 	}
 	s.Version++
 	return s
 }
 
-const typeSpawned = "CounterSpawned"
+// Event type names are stored in the journal: never rename them.
+const (
+	typeSpawned = "CounterSpawned"
+	typeStopped = "CounterStopped"
+)
 
 var codec = es.Codec[State, *messages.CounterGroupEvent]{
 	Stream:  Stream,
@@ -76,22 +98,27 @@ var codec = es.Codec[State, *messages.CounterGroupEvent]{
 	Version: func(s State) uint64 { return s.Version },
 	Encode: func(ev *messages.CounterGroupEvent) (persistence.EventData, error) {
 		data, err := proto.Marshal(ev)
-		return persistence.EventData{Type: typeSpawned, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+		typ := typeSpawned
+		if ev.GetStopped() != nil {
+			typ = typeStopped
+		}
+		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
 	},
 	Decode: func(e persistence.Event) (*messages.CounterGroupEvent, error) {
 		var ev messages.CounterGroupEvent
-		if err := proto.Unmarshal(e.Data, &ev); err != nil || e.Type != typeSpawned || ev.GetSpawned() == nil {
+		err := proto.Unmarshal(e.Data, &ev)
+		if ok := (e.Type == typeSpawned && ev.GetSpawned() != nil) || (e.Type == typeStopped && ev.GetStopped() != nil); err != nil || !ok {
 			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
 		}
 		return &ev, nil
 	},
 	CommandID: func(ev *messages.CounterGroupEvent) string { return ev.GetCommandId() },
 	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.CounterGroupSnapshot{Counters: s.Counters, Version: s.Version, RecentCommandIds: recent})
+		return proto.Marshal(&messages.CounterGroupSnapshot{Counters: s.Counters, Stopped: s.Stopped, Version: s.Version, RecentCommandIds: recent})
 	},
 	DecodeSnapshot: func(data []byte) (State, []string, error) {
 		var snap messages.CounterGroupSnapshot
 		err := proto.Unmarshal(data, &snap)
-		return State{Counters: snap.GetCounters(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
+		return State{Counters: snap.GetCounters(), Stopped: snap.GetStopped(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
 	},
 }
