@@ -5,11 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"granary/http/gateway"
+	"granary/testkit"
 )
 
 type sse struct{ id, event, data string }
@@ -153,4 +158,182 @@ func TestDashboardIsServed(t *testing.T) {
 		}
 	}
 	h.do("GET", "/assets/nope.js", "", "").problem(t, http.StatusNotFound, "route_not_found")
+}
+
+// streamStatus opens a stream only as far as its headers and ends it:
+// the status a client gets, and whether it carries Retry-After.
+func (h *harness) streamStatus(t *testing.T, path, tok string) (status int, retryAfter string) {
+	t.Helper()
+	a := headersOf(t, h, http.MethodGet, path, tok)
+	return a.status, a.header.Get("Retry-After")
+}
+
+// Issue 9, item 4: one subject holds at most 8 streams; the 9th is 429
+// with Retry-After while other users and admins still get theirs, and a
+// closed stream gives its slot back.
+func TestStreamsPerSubjectCap(t *testing.T) {
+	h := newHarness(t)
+	alice, bob, admin := token(t, "alice"), token(t, "bob"), token(t, "root", "admin")
+	acc := h.open(alice, "CAP-1", 1)
+	path := "/api/v1/accounts/" + acc.ID + "/events/stream"
+	var stops []func()
+	for range 8 {
+		_, stop := h.openStream(t, path, alice, "")
+		stops = append(stops, stop)
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	if status, retry := h.streamStatus(t, path, alice); status != http.StatusTooManyRequests || retry == "" {
+		t.Fatalf("alice's 9th stream: %d, Retry-After %q; want 429 with Retry-After", status, retry)
+	}
+	r := h.do("GET", path, alice, "") // a refusal is a problem like any other
+	r.problem(t, http.StatusTooManyRequests, "rate_limited")
+	bobAcc := h.open(bob, "CAP-2", 1)
+	if status, _ := h.streamStatus(t, "/api/v1/accounts/"+bobAcc.ID+"/events/stream", bob); status != http.StatusOK {
+		t.Fatalf("bob's stream while alice is at her cap: %d", status)
+	}
+	if status, _ := h.streamStatus(t, "/api/v1/stream", admin); status != http.StatusOK {
+		t.Fatalf("admin stream while alice is at her cap: %d", status)
+	}
+	stops[0]()
+	stops = stops[1:]
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if status, _ := h.streamStatus(t, path, alice); status != http.StatusOK {
+			return fmt.Errorf("stream: %d, want %d", status, http.StatusOK)
+		}
+		return nil
+	})
+}
+
+// Issue 9, item 4: a client that stops reading is cut once a write has
+// not gone through for StreamWriteTimeout, and so gives its slot back.
+// The connection's buffers are made small, and heartbeats frequent, so
+// that they fill in well under a second.
+func TestStreamCutsClientThatDoesNotRead(t *testing.T) {
+	h := newHarness(t, withGatewayConfig(func(c *gateway.Config) {
+		c.StreamsPerSubject = 1
+		c.StreamWriteTimeout = 300 * time.Millisecond
+		c.StreamHeartbeat = 200 * time.Microsecond
+	}))
+	alice := token(t, "alice")
+	acc := h.open(alice, "IDLE-1", 1)
+	path := "/api/v1/accounts/" + acc.ID + "/events/stream"
+
+	srv := httptest.NewUnstartedServer(h.gw.Handler())
+	srv.Listener = smallSendBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.(*net.TCPConn).SetReadBuffer(1024); err != nil {
+		t.Fatal(err)
+	}
+	// Ask for the stream and never read a byte of the answer.
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: granary\r\nAuthorization: Bearer %s\r\n\r\n", path, alice)
+
+	// The stream holds alice's one slot ...
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if status, _ := h.streamStatus(t, path, alice); status != http.StatusTooManyRequests {
+			return fmt.Errorf("stream: %d, want %d", status, http.StatusTooManyRequests)
+		}
+		return nil
+	})
+	// ... until its writes stall for 300 ms; without the write deadline it
+	// would hold it for as long as the client likes.
+	start := time.Now()
+	testkit.WaitFor(t, 15*time.Second, func() error {
+		if status, _ := h.streamStatus(t, path, alice); status != http.StatusOK {
+			return fmt.Errorf("stream: %d, want %d", status, http.StatusOK)
+		}
+		return nil
+	})
+	t.Logf("idle client cut %v after its slot was seen held", time.Since(start).Round(time.Millisecond))
+}
+
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		err = c.(*net.TCPConn).SetWriteBuffer(1024)
+	}
+	return c, err
+}
+
+// A client that reads is never cut, however long the stream is idle:
+// heartbeats go through and renew the write deadline.
+func TestStreamKeepsClientThatReads(t *testing.T) {
+	h := newHarness(t, withGatewayConfig(func(c *gateway.Config) {
+		c.StreamWriteTimeout = 300 * time.Millisecond
+		c.StreamHeartbeat = 50 * time.Millisecond
+	}))
+	alice := token(t, "alice")
+	acc := h.open(alice, "READ-1", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/api/v1/accounts/"+acc.ID+"/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Last-Event-ID", "1")
+	res, err := h.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	// 20 heartbeats span 1 s: more than three write timeouts.
+	for pings := 0; pings < 20; {
+		if !sc.Scan() {
+			t.Fatalf("stream ended after %d heartbeats: %v", pings, sc.Err())
+		}
+		if sc.Text() == ": ping" {
+			pings++
+		}
+	}
+	h.do("POST", "/api/v1/accounts/"+acc.ID+"/deposits", alice, `{"amount":1}`).account(t, http.StatusOK)
+	for sc.Scan() {
+		if sc.Text() == "event: MoneyDeposited" {
+			return
+		}
+	}
+	t.Fatalf("stream ended before the deposit's event: %v", sc.Err())
+}
+
+// A stream sends its status and headers at once, before any event: a
+// client with nothing to catch up on still learns it is connected.
+func TestStreamSendsHeadersAtOnce(t *testing.T) {
+	h := newHarness(t) // heartbeats every 15 s: none within the test
+	alice := token(t, "alice")
+	acc := h.open(alice, "HDRS-1", 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.srv.URL+"/api/v1/accounts/"+acc.ID+"/events/stream", nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Last-Event-ID", "1") // caught up: no event to send
+	got := make(chan *http.Response, 1)
+	go func() {
+		res, err := h.srv.Client().Do(req)
+		if err != nil {
+			close(got)
+			return
+		}
+		got <- res
+	}()
+	select {
+	case res, ok := <-got:
+		if !ok {
+			t.Fatal("stream request failed")
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("stream: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no headers within 3 s of opening a stream with no event to send")
+	}
 }
