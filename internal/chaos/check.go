@@ -570,7 +570,16 @@ func Explain(ops []Op, j Journal, account string, limit int) []string {
 		switch op.Kind {
 		case Deposit, Withdraw:
 			if p, ok := after[op.ID]; ok && p.bal != op.Balance {
-				add("%s %s answered balance %d (%s), the journal has %d after its event v%d", op.Kind, op.ID, op.Balance, lastAnswer(op), p.bal, p.ver)
+				hint := ""
+				for _, q := range states {
+					if q.ver > p.ver && q.bal == op.Balance {
+						// Typical of a re-sent command the grain recognised
+						// as applied and answered with its current state.
+						hint = fmt.Sprintf(" (that is the balance at the later v%d)", q.ver)
+						break
+					}
+				}
+				add("%s %s answered balance %d (%s), the journal has %d after its event v%d%s", op.Kind, op.ID, op.Balance, lastAnswer(op), p.bal, p.ver, hint)
 			}
 		case Read:
 			// The balances current at some moment within the read.
@@ -581,9 +590,12 @@ func Explain(ops []Op, j Journal, account string, limit int) []string {
 				if i+1 < len(states) {
 					next = states[i+1].at
 				}
-				// State i holds from its event until the next event;
-				// occurred_at has ms precision, hence the slack.
-				if p.at.After(op.Return.Add(5*time.Millisecond)) || (!next.IsZero() && next.Before(op.Call.Add(-5*time.Millisecond))) {
+				// State i holds from its event until the next one is
+				// committed. occurred_at is when the grain decided, before
+				// the append, so the next state may become visible up to a
+				// store timeout later: only a read of a balance the account
+				// cannot have had is named here.
+				if p.at.After(op.Return.Add(5*time.Millisecond)) || (!next.IsZero() && next.Before(op.Call.Add(-3*time.Second))) {
 					continue
 				}
 				seen = append(seen, fmt.Sprintf("v%d=%d", p.ver, p.bal))
