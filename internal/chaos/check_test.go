@@ -215,3 +215,35 @@ func TestUnavailability(t *testing.T) {
 		t.Errorf("sigstop: %s, want 200ms", un["sigstop"])
 	}
 }
+
+// A re-sent command the grain already applied, answered with the account's
+// current state instead of the state the command left: the answer includes
+// a later write of someone else, which no order of the operations explains.
+func TestAnswerWithLaterStateFails(t *testing.T) {
+	ops, j := good()
+	ops = append(ops,
+		Op{ID: "d3", Client: 2, Kind: Deposit, Account: "B", Amount: 5, Call: at(200), Return: at(400), Outcome: OK, Balance: 32, Attempts: ok200("member1")},
+		Op{ID: "d4", Client: 3, Kind: Deposit, Account: "B", Amount: 7, Call: at(300), Return: at(310), Outcome: OK, Balance: 32, Attempts: ok200("member2")},
+	)
+	j.Events["B"] = append(j.Events["B"],
+		Event{Version: 3, Type: "MoneyDeposited", Amount: 5, Description: "d3"},
+		Event{Version: 4, Type: "MoneyDeposited", Amount: 7, Description: "d4"})
+	j.Balances["B"] = 32
+	wantFailed(t, all(t, ops, j), "linearizability")
+	got := Explain(ops, j, "B", 5)
+	if len(got) != 1 || !strings.Contains(got[0], "d3") || !strings.Contains(got[0], "later v4") {
+		t.Fatalf("Explain = %q, want d3 named as answered with v4's balance", got)
+	}
+}
+
+func TestExplainImpossibleRead(t *testing.T) {
+	ops, j := good()
+	for i := range j.Events["A"] {
+		j.Events["A"][i].OccurredAt = at(15 + 20*i)
+	}
+	ops[3].Balance = 999 // a balance A never had
+	got := Explain(ops, j, "A", 5)
+	if len(got) != 1 || !strings.Contains(got[0], "r1") {
+		t.Fatalf("Explain = %q, want the read r1 named", got)
+	}
+}
