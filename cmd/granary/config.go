@@ -86,6 +86,7 @@ func settings(m mode) []setting {
 		{"GRANARY_HTTP_READ_TIMEOUT", "30s", "time a client has to send a whole request, body included", durSetting(func(c *config) *time.Duration { return &c.Gateway.ReadTimeout })},
 		{"GRANARY_HTTP_WRITE_TIMEOUT", "60s", "time to write a response, from the end of the request headers", durSetting(func(c *config) *time.Duration { return &c.Gateway.WriteTimeout })},
 		{"GRANARY_HTTP_IDLE_TIMEOUT", "120s", "how long an idle keep-alive connection stays open", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdleTimeout })},
+		{"GRANARY_STREAMS_PER_SUBJECT", "8", "live event streams (SSE) one token subject may hold open on a gateway (429 past it); a client that does not read its stream for 30 s is cut", intSetting(func(c *config) *int { return &c.Gateway.StreamsPerSubject }, 1)},
 		{"GRANARY_IDEMPOTENCY_PENDING_TTL", "30s", "how long a request with an Idempotency-Key holds its key while running (longer than GRANARY_CALL_TIMEOUT); a retry after a crash waits this long", durSetting(func(c *config) *time.Duration { return &c.Gateway.IdempotencyPendingTTL })},
 		{"GRANARY_CALL_ATTEMPT_TIMEOUT", "1s", "a grain call re-sends (same command id) after this long without an answer", durSetting(func(c *config) *time.Duration { return &c.Cluster.AttemptTimeout })},
 		{"GRANARY_SHUTDOWN_DELAY", "1s", "on SIGTERM, /ready answers 503 this long (so load balancers stop sending) before the listener closes", durSetting(func(c *config) *time.Duration { return &c.ShutdownDelay })},
