@@ -137,6 +137,7 @@ func TestMemoryReturnsAfterDistinctIdsPassivate(t *testing.T) {
 	activate("warm", 3000)
 	passivated("warm-up")
 	base := stable()
+	baseHeap := heapSummary(t, c)
 
 	t0 := time.Now()
 	activate("load", 20000)
@@ -144,6 +145,7 @@ func TestMemoryReturnsAfterDistinctIdsPassivate(t *testing.T) {
 	loaded := rss()
 	passivated("load")
 	after := settle(base, 20)
+	t.Logf("baseline: %s; once passivated: %s", baseHeap, heapSummary(t, c))
 	t.Logf("RSS: %.1f MB at start, %.1f MB baseline after warm-up, %.1f MB after 20 000 ids (%v), %.1f MB once passivated (%+.1f MB)",
 		started, base, loaded, loadTook.Round(time.Millisecond), after, after-base)
 	if after > base+20 {
@@ -176,32 +178,53 @@ func vmRSS(t *testing.T, pid int) int64 {
 // grainActivations reads granary_grain_activations per kind from /metrics.
 func grainActivations(t *testing.T, c client) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for series, v := range scrape(t, c) {
+		if rest, ok := strings.CutPrefix(series, `granary_grain_activations{kind="`); ok {
+			out[strings.TrimSuffix(rest, `"}`)] = int(v)
+		}
+	}
+	return out
+}
+
+// scrape reads every sample of /metrics, keyed by series (name and labels).
+func scrape(t *testing.T, c client) map[string]float64 {
+	t.Helper()
 	resp, err := c.http.Get(c.base + "/metrics")
 	if err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
 	defer resp.Body.Close()
-	out := map[string]int{}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, `granary_grain_activations{kind="`)
-		if !ok {
+		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		kind, value, ok := strings.Cut(rest, `"} `)
-		if !ok {
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
 			continue
 		}
-		v, err := strconv.ParseFloat(value, 64)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
 		if err != nil {
 			t.Fatalf("metrics line %q: %v", line, err)
 		}
-		out[kind] = int(v)
+		out[line[:i]] = v
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
 	return out
+}
+
+// heapSummary names the Go runtime's view of the heap, to tell live memory
+// from pages the runtime has freed but not yet returned to the kernel.
+func heapSummary(t *testing.T, c client) string {
+	t.Helper()
+	m := scrape(t, c)
+	mb := func(k string) float64 { return m[k] / (1 << 20) }
+	return fmt.Sprintf("heap in use %.1f MB, idle %.1f MB (released %.1f MB), %v goroutines",
+		mb("go_memstats_heap_inuse_bytes"), mb("go_memstats_heap_idle_bytes"), mb("go_memstats_heap_released_bytes"), m["go_goroutines"])
 }
