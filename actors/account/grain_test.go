@@ -95,9 +95,10 @@ func TestGrainRemembersCommandIDsAcrossActivations(t *testing.T) {
 	// The new activation starts from the snapshot at version 6 and replays
 	// 7..8; ids from before and after the snapshot are both remembered.
 	b := activate(t, system, cfg, "acc")
-	for _, id := range []string{"cmd-0", "cmd-6"} {
+	// Each answers with the state it left (cmd-i was version i+2).
+	for i, id := range map[int]string{0: "cmd-0", 6: "cmd-6"} {
 		r := b.call(t, withID(deposit(1), id))
-		if !r.GetDuplicate() || r.GetAccount().GetBalance() != 7 || r.GetAccount().GetVersion() != 8 {
+		if !r.GetDuplicate() || r.GetAccount().GetBalance() != int64(i+1) || r.GetAccount().GetVersion() != uint64(i+2) {
 			t.Fatalf("re-sent %s after reactivation: %v", id, r)
 		}
 	}
@@ -300,4 +301,19 @@ func TestLateAttemptCannotCommit(t *testing.T) {
 	if r := a.call(t, withID(deposit(5), "on-time")); r.GetAccount().GetBalance() != 105 {
 		t.Fatalf("next deposit: %v", r)
 	}
+}
+
+// A re-sent command is answered with the state it left: "the account
+// after the deposit", not after writes that others made since.
+func TestDuplicateAnswersTheStateItLeft(t *testing.T) {
+	store := testkit.NewStore(t)
+	a := activate(t, newSystem(t), grainConfig(t, store), "acc")
+	a.call(t, openReq("ACC-1", 100))
+	a.call(t, withID(deposit(10), "mine"))
+	a.call(t, withID(deposit(5), "theirs"))
+	r := a.call(t, withID(deposit(10), "mine"))
+	if !r.GetDuplicate() || r.GetAccount().GetBalance() != 110 || r.GetAccount().GetVersion() != 2 {
+		t.Fatalf("re-sent deposit answered %v, want balance 110 at version 2", r)
+	}
+	assertLinearHistory(t, store, "acc", 3, 115)
 }

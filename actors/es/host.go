@@ -120,7 +120,14 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 	}
 	for attempt := 0; ; attempt++ {
 		if commandID != "" && h.recent.Has(commandID) {
-			return Outcome[S]{State: h.state, Duplicate: true}, nil
+			// The answer to a re-sent command is the state that command
+			// left, not today's: later writes by others are not its result.
+			st, err := h.stateAfter(ctx, commandID)
+			if err != nil {
+				h.log.Error("reading the state a duplicate left failed", "err", err)
+				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+			}
+			return Outcome[S]{State: st, Duplicate: true}, nil
 		}
 		events, err := decide(h.state)
 		if err != nil && commandID != "" {
@@ -295,6 +302,62 @@ func (h *Host[S, E]) snapshot(ctx context.Context) {
 	if err != nil {
 		h.log.Warn("snapshot not saved", "version", v, "err", err)
 	}
+}
+
+// stateAfter returns the state right after the last event of commandID:
+// the current state when that event is the last one (the common re-send),
+// else a fold of the journal up to it. Duplicates come only with faults,
+// so the replay is rare.
+func (h *Host[S, E]) stateAfter(ctx context.Context, commandID string) (S, error) {
+	stream, cur := h.codec.Stream(h.id), h.codec.Version(h.state)
+	// The remembered ids are those of the last RecentCommands commands;
+	// a generous window of events holds their last events.
+	window := uint64(4 * max(h.cfg.RecentCommands, 1))
+	from := uint64(0)
+	if cur > window {
+		from = cur - window
+	}
+	tail, err := h.cfg.Store.ReadStream(ctx, stream, from, 0)
+	if err != nil {
+		return h.state, fmt.Errorf("read %s after %d: %w", stream, from, err)
+	}
+	var at uint64
+	for _, e := range tail {
+		if e.Version > cur {
+			break
+		}
+		ev, err := h.codec.Decode(e)
+		if err != nil {
+			return h.state, err
+		}
+		if h.codec.CommandID(ev) == commandID {
+			at = e.Version
+		}
+	}
+	if at == 0 || at == cur {
+		// Not found in the window (remembered from an old snapshot): the
+		// current state is the best answer there is.
+		return h.state, nil
+	}
+	var st S
+	for v := uint64(0); v < at; {
+		events, err := h.cfg.Store.ReadStream(ctx, stream, v, int(min(at-v, replayBatch)))
+		if err != nil {
+			return h.state, fmt.Errorf("replay %s after %d: %w", stream, v, err)
+		}
+		if len(events) == 0 {
+			return h.state, fmt.Errorf("replay %s: no event after %d: %w", stream, v, persistence.ErrCorrupt)
+		}
+		for _, e := range events {
+			ev, err := h.codec.Decode(e)
+			if err != nil {
+				return h.state, err
+			}
+			st = h.codec.Apply(st, h.id, ev)
+			v = e.Version
+		}
+	}
+	return st, nil
 }
 
 // freshen catches up when the journal holds events this activation has not
