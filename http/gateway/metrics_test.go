@@ -50,7 +50,9 @@ func TestMetrics(t *testing.T) {
 	h.do("GET", "/api/v1/accounts/"+a.ID, alice, "").account(t, http.StatusOK)
 	h.do("POST", "/api/v1/accounts/"+a.ID+"/withdrawals", alice, `{"amount":6}`).problem(t, http.StatusConflict, "insufficient_funds")
 	h.do("GET", "/nope/"+strings.Repeat("x", 20), "", "").problem(t, http.StatusNotFound, "route_not_found")
-	h.do("GET", "/api/v1/counters/met", alice, "")
+	// A counter with a value stays active (one only read would passivate
+	// at once: it holds nothing).
+	h.do("POST", "/api/v1/counters/met/increment", alice, "")
 
 	r := h.do("GET", "/metrics", "", "")
 	if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
