@@ -215,7 +215,8 @@ func TestStreamsPerSubjectCap(t *testing.T) {
 func TestStreamCutsClientThatDoesNotRead(t *testing.T) {
 	h := newHarness(t, withGatewayConfig(func(c *gateway.Config) {
 		c.StreamsPerSubject = 1
-		c.StreamWriteTimeout = 300 * time.Millisecond
+		// Long enough that the test sees the slot held before the cut.
+		c.StreamWriteTimeout = time.Second
 		c.StreamHeartbeat = 200 * time.Microsecond
 	}))
 	alice := token(t, "alice")
@@ -234,26 +235,37 @@ func TestStreamCutsClientThatDoesNotRead(t *testing.T) {
 	if err := conn.(*net.TCPConn).SetReadBuffer(1024); err != nil {
 		t.Fatal(err)
 	}
-	// Ask for the stream and never read a byte of the answer.
+	// Ask for the stream, read its status line and headers byte by byte
+	// (so as to take nothing more), then never read again.
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: granary\r\nAuthorization: Bearer %s\r\n\r\n", path, alice)
-
-	// The stream holds alice's one slot ...
-	testkit.WaitFor(t, 5*time.Second, func() error {
-		if status, _ := h.streamStatus(t, path, alice); status != http.StatusTooManyRequests {
-			return fmt.Errorf("stream: %d, want %d", status, http.StatusTooManyRequests)
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var head []byte
+	for !strings.HasSuffix(string(head), "\r\n\r\n") {
+		b := make([]byte, 1)
+		if _, err := conn.Read(b); err != nil {
+			t.Fatalf("stream headers: %v after %q", err, head)
 		}
-		return nil
-	})
-	// ... until its writes stall for 300 ms; without the write deadline it
-	// would hold it for as long as the client likes.
+		head = append(head, b[0])
+	}
+	if !strings.HasPrefix(string(head), "HTTP/1.1 200 ") {
+		t.Fatalf("stream: %q", head)
+	}
 	start := time.Now()
+	// The stream holds alice's one slot ...
+	if status, _ := h.streamStatus(t, path, alice); status != http.StatusTooManyRequests {
+		t.Fatalf("alice's second stream while the first is open: %d, want 429", status)
+	}
+	// ... until its writes stall for a second; without the write deadline
+	// it would hold it for as long as the client likes.
 	testkit.WaitFor(t, 15*time.Second, func() error {
 		if status, _ := h.streamStatus(t, path, alice); status != http.StatusOK {
 			return fmt.Errorf("stream: %d, want %d", status, http.StatusOK)
 		}
 		return nil
 	})
-	t.Logf("idle client cut %v after its slot was seen held", time.Since(start).Round(time.Millisecond))
+	t.Logf("idle client cut within %v of its headers", time.Since(start).Round(time.Millisecond))
 }
 
 type smallSendBuffers struct{ net.Listener }
