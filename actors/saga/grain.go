@@ -58,7 +58,10 @@ func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
-	if err := g.host.Load(ctx); err != nil {
+	// A read that checks the journal's version: another activation (a
+	// membership change) may have started or moved this saga since this
+	// one loaded, and "not found" from a stale view would be false.
+	if _, err := g.host.Execute(ctx, "", func(*messages.SagaState) ([]*messages.SagaEvent, error) { return nil, nil }); err != nil {
 		g.cfg.Logger.Error("loading saga failed", "saga", g.id, "err", err)
 		return fail(messages.Fail(messages.CodeServiceUnavailable, "storage unavailable"))
 	}
