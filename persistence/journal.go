@@ -145,7 +145,30 @@ var (
 	// ErrDeclined: an append carried a command that was declined on the
 	// stream (see Journal.Decline); it was not stored.
 	ErrDeclined = errors.New("command already declined")
+	// ErrDuplicate: an append carried a command the stream holds already;
+	// it was not stored again. The error is a *DuplicateError.
+	ErrDuplicate = errors.New("command already applied")
 )
+
+// AppliedHold is how long a stream remembers that it holds a command
+// (ForCommand), beyond the grains' own window of recent command ids: a
+// retry may come after its first attempt's idempotency claim lapsed (30 s
+// by default) on a stream busy enough to have pushed the command out of
+// that window.
+const AppliedHold = 2 * time.Minute
+
+// DuplicateError says at which version a re-sent command was applied.
+type DuplicateError struct {
+	Stream  string
+	Command string
+	Version uint64
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("append %s: command %q applied already at version %d: %v", e.Stream, e.Command, e.Version, ErrDuplicate)
+}
+
+func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
 
 // AppendOption fences an append; see AppendFence.
 type AppendOption func(*AppendFence)
@@ -158,7 +181,8 @@ type AppendFence struct {
 	// retry may run, so a late write of this attempt must not land.
 	NotAfter time.Time
 	// Command, when set, refuses the append if the command was declined
-	// on the stream.
+	// on the stream, or was applied to it within AppliedHold
+	// (*DuplicateError).
 	Command string
 }
 

@@ -317,3 +317,24 @@ func TestDuplicateAnswersTheStateItLeft(t *testing.T) {
 	}
 	assertLinearHistory(t, store, "acc", 3, 115)
 }
+
+// A retry that comes after its command left the grain's window of recent
+// ids (a busy account, the first attempt's claim lapsed) is still applied
+// once: the journal remembers the command, and the answer is the state it
+// left.
+func TestRetryPastTheRecentWindowIsNotAppliedTwice(t *testing.T) {
+	store := testkit.NewStore(t)
+	cfg := grainConfig(t, store)
+	cfg.RecentCommands = 3
+	a := activate(t, newSystem(t), cfg, "acc")
+	a.call(t, openReq("ACC-1", 100))
+	a.call(t, withID(withdraw(10), "mine"))
+	for i := range 5 {
+		a.call(t, withID(deposit(1), fmt.Sprintf("other-%d", i)))
+	}
+	r := a.call(t, withID(withdraw(10), "mine"))
+	if !r.GetDuplicate() || r.GetAccount().GetBalance() != 90 || r.GetAccount().GetVersion() != 2 {
+		t.Fatalf("retry answered %v, want the state after the first withdrawal", r)
+	}
+	assertLinearHistory(t, store, "acc", 7, 95)
+}

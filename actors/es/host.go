@@ -166,6 +166,19 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 		case errors.Is(err, persistence.ErrExpired):
 			// Nothing was stored, and nothing of this attempt ever will be.
 			return Outcome[S]{}, messages.Fail(messages.CodeTimeout, "request expired before it could be stored; not applied")
+		case errors.Is(err, persistence.ErrDuplicate):
+			// Applied before, but so long ago that this activation's window
+			// of recent ids no longer holds it (a retry after its first
+			// attempt's member died): answer the state it left.
+			var dup *persistence.DuplicateError
+			errors.As(err, &dup)
+			st, serr := h.stateAt(ctx, dup.Version)
+			if serr != nil {
+				h.loaded = false
+				h.log.Error("reading the state a duplicate left failed", "err", serr)
+				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+			}
+			return Outcome[S]{State: st, Duplicate: true}, nil
 		case errors.Is(err, persistence.ErrDeclined):
 			// Another activation refused this command on a newer view; its
 			// answer stands. This one is stale: reload on next use.
@@ -339,6 +352,12 @@ func (h *Host[S, E]) stateAfter(ctx context.Context, commandID string) (S, error
 		// current state is the best answer there is.
 		return h.state, nil
 	}
+	return h.stateAt(ctx, at)
+}
+
+// stateAt folds the journal up to version at.
+func (h *Host[S, E]) stateAt(ctx context.Context, at uint64) (S, error) {
+	stream := h.codec.Stream(h.id)
 	var st S
 	for v := uint64(0); v < at; {
 		events, err := h.cfg.Store.ReadStream(ctx, stream, v, int(min(at-v, replayBatch)))

@@ -14,6 +14,7 @@ func fenceCases() []suiteCase {
 		{"DeclineFencesItsCommand", 2, testDeclineFencesItsCommand},
 		{"DeclineChecksTheVersion", 1, testDeclineChecksTheVersion},
 		{"DeclineInvalid", 1, testDeclineInvalid},
+		{"AppliedCommandIsNotStoredTwice", 1, testAppliedCommandIsNotStoredTwice},
 	}
 }
 
@@ -99,5 +100,23 @@ func testDeclineInvalid(t *testing.T, s persistence.Store) {
 		if err := call(); !errors.Is(err, persistence.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// A command the stream holds already is not stored again, however far the
+// stream moved on since: the answer names the version it was applied at.
+func testAppliedCommandIsNotStoredTwice(t *testing.T, s persistence.Store) {
+	const stream = "fence-applied"
+	if _, err := s.Append(ctx(t), stream, 0, batch(stream, 0, 1), persistence.ForCommand("cmd-1")); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, stream, 1, batch(stream, 1, 3))
+	_, err := s.Append(ctx(t), stream, 4, batch(stream, 4, 1), persistence.ForCommand("cmd-1"))
+	var dup *persistence.DuplicateError
+	if !errors.As(err, &dup) || !errors.Is(err, persistence.ErrDuplicate) || dup.Version != 1 {
+		t.Fatalf("re-sent command: %v, want a duplicate at version 1", err)
+	}
+	if v := mustVersion(t, s, stream); v != 4 {
+		t.Fatalf("version %d, want 4", v)
 	}
 }

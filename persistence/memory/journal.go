@@ -46,6 +46,9 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		if until, ok := s.declined[declinedKey{stream, fence.Command}]; ok && now.Before(until) {
 			return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
 		}
+		if m, ok := s.applied[declinedKey{stream, fence.Command}]; ok && now.Before(m.until) {
+			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: fence.Command, Version: m.version}
+		}
 	}
 	index := s.streams[stream]
 	if actual := uint64(len(index)); actual != expectedVersion {
@@ -61,6 +64,18 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	}
 	s.logs[p] = log
 	s.streams[stream] = index
+	if fence.Command != "" {
+		// Sweep when the map doubled since the last sweep: amortized O(1).
+		if len(s.applied) >= s.sweepAt {
+			for k, m := range s.applied {
+				if !now.Before(m.until) {
+					delete(s.applied, k)
+				}
+			}
+			s.sweepAt = max(1024, 2*len(s.applied))
+		}
+		s.applied[declinedKey{stream, fence.Command}] = appliedMark{expectedVersion + uint64(len(batch)), now.Add(persistence.AppliedHold)}
+	}
 	return persistence.AppendResult{
 		Version:       expectedVersion + uint64(len(batch)),
 		Partition:     p,
@@ -69,6 +84,11 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 }
 
 type declinedKey struct{ stream, command string }
+
+type appliedMark struct {
+	version uint64
+	until   time.Time
+}
 
 // Decline implements persistence.Journal.
 func (s *Store) Decline(ctx context.Context, stream string, version uint64, command string, until time.Time) error {

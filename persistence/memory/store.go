@@ -30,6 +30,8 @@ type Store struct {
 	sagas   map[sagaKey]persistence.SagaRecord
 	// declined holds the marks of Journal.Decline until they expire.
 	declined map[declinedKey]time.Time
+	applied  map[declinedKey]appliedMark
+	sweepAt  int
 	// rm holds the projections' read models (readmodel.go).
 	rm readModels
 }
@@ -46,6 +48,7 @@ func New(partitions int) *Store {
 		streams:    map[string][]int{},
 		snaps:      map[string]persistence.Snapshot{},
 		declined:   map[declinedKey]time.Time{},
+		applied:    map[declinedKey]appliedMark{},
 	}
 }
 

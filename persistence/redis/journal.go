@@ -55,14 +55,14 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	if !fence.NotAfter.IsZero() {
 		notAfter = max(1, fence.NotAfter.UnixMilli())
 	}
-	args := make([]any, 0, 2+len(events))
-	args = append(args, strconv.FormatUint(expectedVersion, 10), notAfter)
+	args := make([]any, 0, 3+len(events))
+	args = append(args, strconv.FormatUint(expectedVersion, 10), notAfter, persistence.AppliedHold.Milliseconds())
 	for i, e := range events {
 		args = append(args, encodeEvent(stream, expectedVersion+uint64(i)+1, e))
 	}
 	keys := []string{streamKey, s.keys.events(p), s.keys.head(p)}
 	if fence.Command != "" {
-		keys = append(keys, s.keys.declined(p, stream, fence.Command))
+		keys = append(keys, s.keys.declined(p, stream, fence.Command), s.keys.applied(p, stream, fence.Command))
 	}
 
 	reply, err := appendScript.Run(ctx, s.client, keys, args...).Int64Slice()
@@ -74,6 +74,8 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		return fail(persistence.ErrExpired)
 	case len(reply) == 1 && reply[0] == 3:
 		return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
+	case len(reply) == 2 && reply[0] == 4 && reply[1] > 0:
+		return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: fence.Command, Version: uint64(reply[1])}
 	case len(reply) == 2 && reply[0] == 0 && reply[1] >= 0:
 		return persistence.AppendResult{}, &persistence.ConflictError{Stream: stream, Expected: expectedVersion, Actual: uint64(reply[1])}
 	case len(reply) == 3 && reply[0] == 1 && uint64(reply[1]) == expectedVersion+uint64(len(events)) && reply[2] > 0:

@@ -11,6 +11,7 @@ import "strconv"
 //	<prefix>:{pN}:s:<stream>     list    element i = position of version i+1
 //	<prefix>:{pN}:snap:<stream>  hash    v = decimal version, d = data
 //	<prefix>:{pN}:dc:<len>:<stream>:<command>  string  a declined command (expires)
+//	<prefix>:{pN}:ap:<len>:<stream>:<command>  string  an applied command's version (expires)
 //
 // Bodies are stored once, in the partition hash; the stream list only
 // indexes them. Both reads are O(1) per event: an LRANGE plus HGETs for a
@@ -30,4 +31,8 @@ func (k keys) snapshot(p int, stream string) string {
 // can name another pair's key.
 func (k keys) declined(p int, stream, command string) string {
 	return k.tag(p) + ":dc:" + strconv.Itoa(len(stream)) + ":" + stream + ":" + command
+}
+
+func (k keys) applied(p int, stream, command string) string {
+	return k.tag(p) + ":ap:" + strconv.Itoa(len(stream)) + ":" + stream + ":" + command
 }
