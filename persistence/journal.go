@@ -162,6 +162,8 @@ type DuplicateError struct {
 	Stream  string
 	Command string
 	Version uint64
+	// Index is the command's place in the batch's command fences.
+	Index int
 }
 
 func (e *DuplicateError) Error() string {
@@ -182,9 +184,75 @@ type AppendFence struct {
 	NotAfter time.Time
 	// Command, when set, refuses the append if the command was declined
 	// on the stream, or was applied to it within AppliedHold
-	// (*DuplicateError).
+	// (*DuplicateError). It records the whole batch.
 	Command string
+	// Commands are the commands of a batch that records several (a hot
+	// grain's queued commands), in order; each is fenced like Command,
+	// and one that fails fails the batch (a *FenceError or
+	// *DuplicateError naming it), so the caller can answer that one and
+	// append the others again.
+	Commands []CommandFence
 }
+
+// CommandFence is one command of a batch append.
+type CommandFence struct {
+	ID string
+	// Through is how many events of the batch, from its first, end with
+	// this command's last event: the command is applied at version
+	// expected+Through. Each command's Through is greater than the one
+	// before it, and the last is at most the batch's length.
+	Through int
+	// NotAfter, when set, refuses the batch once the store's clock has
+	// reached it (a *FenceError matching ErrExpired naming this command).
+	NotAfter time.Time
+}
+
+// ForCommands fences an append that records several commands.
+func ForCommands(cmds ...CommandFence) AppendOption {
+	return func(f *AppendFence) { f.Commands = append(f.Commands, cmds...) }
+}
+
+// CommandsOf is every command fence of a batch of n events: Command (it
+// records the whole batch) and Commands. It reports ErrInvalid when they
+// do not describe the batch: an empty id, an id twice, Through out of
+// order or out of [1, n].
+func (f AppendFence) CommandsOf(n int) ([]CommandFence, error) {
+	cmds := f.Commands
+	if f.Command != "" {
+		if len(cmds) > 0 {
+			return nil, fmt.Errorf("both Command and Commands set: %w", ErrInvalid)
+		}
+		return []CommandFence{{ID: f.Command, Through: n}}, nil
+	}
+	prev := 0
+	seen := make(map[string]bool, len(cmds))
+	for _, c := range cmds {
+		switch {
+		case c.ID == "" || seen[c.ID]:
+			return nil, fmt.Errorf("command id %q empty or repeated: %w", c.ID, ErrInvalid)
+		case c.Through <= prev || c.Through > n:
+			return nil, fmt.Errorf("command %q ends at event %d, after %d of %d: %w", c.ID, c.Through, prev, n, ErrInvalid)
+		}
+		seen[c.ID], prev = true, c.Through
+	}
+	return cmds, nil
+}
+
+// FenceError says which command of a batch failed its fence (ErrExpired or
+// ErrDeclined); nothing of the batch was stored.
+type FenceError struct {
+	Stream  string
+	Command string
+	// Index is the command's place in the batch's command fences.
+	Index int
+	Err   error
+}
+
+func (e *FenceError) Error() string {
+	return fmt.Sprintf("append %s: command %q: %v", e.Stream, e.Command, e.Err)
+}
+
+func (e *FenceError) Unwrap() error { return e.Err }
 
 // NotAfter fences an append by its caller's deadline.
 func NotAfter(t time.Time) AppendOption { return func(f *AppendFence) { f.NotAfter = t } }

@@ -15,6 +15,10 @@ func fenceCases() []suiteCase {
 		{"DeclineChecksTheVersion", 1, testDeclineChecksTheVersion},
 		{"DeclineInvalid", 1, testDeclineInvalid},
 		{"AppliedCommandIsNotStoredTwice", 1, testAppliedCommandIsNotStoredTwice},
+		{"BatchRecordsEachCommand", 1, testBatchRecordsEachCommand},
+		{"BatchFenceNamesItsCommand", 2, testBatchFenceNamesItsCommand},
+		{"BatchFencesInvalid", 1, testBatchFencesInvalid},
+		{"LargeBatch", 1, testLargeBatch},
 	}
 }
 
@@ -118,5 +122,121 @@ func testAppliedCommandIsNotStoredTwice(t *testing.T, s persistence.Store) {
 	}
 	if v := mustVersion(t, s, stream); v != 4 {
 		t.Fatalf("version %d, want 4", v)
+	}
+}
+
+// A batch of several commands stores all their events at once and
+// remembers each command at the version of its own last event.
+func testBatchRecordsEachCommand(t *testing.T, s persistence.Store) {
+	const stream = "fence-batch"
+	mustAppend(t, s, stream, 0, batch(stream, 0, 1))
+	res, err := s.Append(ctx(t), stream, 1, batch(stream, 1, 4), persistence.ForCommands(
+		persistence.CommandFence{ID: "a", Through: 1},
+		persistence.CommandFence{ID: "b", Through: 3, NotAfter: time.Now().Add(time.Minute)},
+		persistence.CommandFence{ID: "c", Through: 4},
+	))
+	if err != nil || res.Version != 5 {
+		t.Fatalf("batch of three commands: %+v, %v", res, err)
+	}
+	evs := mustReadStream(t, s, stream, 0, 0)
+	if got := versions(evs); len(got) != 5 || got[4] != 5 {
+		t.Fatalf("versions %v after the batch, want 1..5", got)
+	}
+	for i, e := range evs[1:] {
+		checkEvent(t, s, e, stream, uint64(i+2), batch(stream, 1, 4)[i])
+	}
+	for id, at := range map[string]uint64{"a": 2, "b": 4, "c": 5} {
+		_, err := s.Append(ctx(t), stream, 5, batch(stream, 5, 1), persistence.ForCommand(id))
+		var dup *persistence.DuplicateError
+		if !errors.As(err, &dup) || dup.Version != at || dup.Command != id {
+			t.Errorf("re-sent %s: %v, want a duplicate at version %d", id, err, at)
+		}
+	}
+}
+
+// One command of a batch whose fence fails fails the whole batch, and the
+// error names it, so the caller can answer it and append the rest again.
+func testBatchFenceNamesItsCommand(t *testing.T, s persistence.Store) {
+	const stream = "fence-batch-fail"
+	if _, err := s.Append(ctx(t), stream, 0, batch(stream, 0, 1), persistence.ForCommand("applied")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Decline(ctx(t), stream, 1, "declined", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	three := func(second persistence.CommandFence) persistence.AppendOption {
+		return persistence.ForCommands(persistence.CommandFence{ID: "x", Through: 1}, second, persistence.CommandFence{ID: "y", Through: 3})
+	}
+	var fe *persistence.FenceError
+	_, err := s.Append(ctx(t), stream, 1, batch(stream, 1, 3), three(persistence.CommandFence{ID: "declined", Through: 2}))
+	if !errors.As(err, &fe) || !errors.Is(err, persistence.ErrDeclined) || fe.Index != 1 || fe.Command != "declined" {
+		t.Fatalf("batch holding a declined command: %v, want a FenceError at index 1", err)
+	}
+	_, err = s.Append(ctx(t), stream, 1, batch(stream, 1, 3), three(persistence.CommandFence{ID: "late", Through: 2, NotAfter: time.Now().Add(-time.Millisecond)}))
+	if !errors.As(err, &fe) || !errors.Is(err, persistence.ErrExpired) || fe.Index != 1 || fe.Command != "late" {
+		t.Fatalf("batch holding a late command: %v, want a FenceError at index 1", err)
+	}
+	var dup *persistence.DuplicateError
+	_, err = s.Append(ctx(t), stream, 1, batch(stream, 1, 3), three(persistence.CommandFence{ID: "applied", Through: 2}))
+	if !errors.As(err, &dup) || dup.Index != 1 || dup.Version != 1 {
+		t.Fatalf("batch holding an applied command: %v, want a duplicate at index 1, version 1", err)
+	}
+	if v := mustVersion(t, s, stream); v != 1 {
+		t.Fatalf("version %d after three failed batches, want 1", v)
+	}
+	if h := mustHead(t, s, s.PartitionOf(stream)); h != 1 {
+		t.Fatalf("partition head %d after three failed batches, want 1", h)
+	}
+	// The others were not recorded: appended again without the failed one, they land.
+	if _, err := s.Append(ctx(t), stream, 1, batch(stream, 1, 2), persistence.ForCommands(
+		persistence.CommandFence{ID: "x", Through: 1}, persistence.CommandFence{ID: "y", Through: 2})); err != nil {
+		t.Fatalf("the batch without its failed command: %v", err)
+	}
+}
+
+func testBatchFencesInvalid(t *testing.T, s persistence.Store) {
+	const stream = "fence-batch-invalid"
+	for name, cmds := range map[string][]persistence.CommandFence{
+		"empty id":     {{ID: "", Through: 1}},
+		"repeated id":  {{ID: "a", Through: 1}, {ID: "a", Through: 2}},
+		"out of order": {{ID: "a", Through: 2}, {ID: "b", Through: 1}},
+		"past the end": {{ID: "a", Through: 3}},
+		"zero events":  {{ID: "a", Through: 0}},
+		"with Command": nil,
+	} {
+		opts := []persistence.AppendOption{persistence.ForCommands(cmds...)}
+		if cmds == nil {
+			opts = append(opts, persistence.ForCommand("c"), persistence.ForCommands(persistence.CommandFence{ID: "d", Through: 1}))
+		}
+		if _, err := s.Append(ctx(t), stream, 0, batch(stream, 0, 2), opts...); !errors.Is(err, persistence.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if v := mustVersion(t, s, stream); v != 0 {
+		t.Fatalf("version %d after invalid batches, want 0", v)
+	}
+}
+
+// A batch larger than a backend's internal chunks is still stored whole
+// and in order.
+func testLargeBatch(t *testing.T, s persistence.Store) {
+	const stream, n = "large-batch", 2500
+	evs := batch(stream, 0, n)
+	res := mustAppend(t, s, stream, 0, evs)
+	if res.Version != n {
+		t.Fatalf("version %d after a batch of %d", res.Version, n)
+	}
+	got := mustReadStream(t, s, stream, 0, 0)
+	if len(got) != n {
+		t.Fatalf("read %d events, want %d", len(got), n)
+	}
+	for i, e := range got {
+		if e.Position != res.FirstPosition+uint64(i) {
+			t.Fatalf("event %d at position %d, want %d", i+1, e.Position, res.FirstPosition+uint64(i))
+		}
+		checkEvent(t, s, e, stream, uint64(i+1), evs[i])
+	}
+	if h := mustHead(t, s, s.PartitionOf(stream)); h != res.FirstPosition+n-1 {
+		t.Fatalf("head %d, want %d", h, res.FirstPosition+n-1)
 	}
 }

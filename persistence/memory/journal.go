@@ -38,16 +38,23 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		return fail(err)
 	}
 	fence := persistence.FenceOf(opts)
+	cmds, err := fence.CommandsOf(len(batch))
+	if err != nil {
+		return fail(err)
+	}
 	now := time.Now()
 	if !fence.NotAfter.IsZero() && !now.Before(fence.NotAfter) {
 		return fail(persistence.ErrExpired)
 	}
-	if fence.Command != "" {
-		if until, ok := s.declined[declinedKey{stream, fence.Command}]; ok && now.Before(until) {
-			return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
+	for i, c := range cmds {
+		if !c.NotAfter.IsZero() && !now.Before(c.NotAfter) {
+			return fail(&persistence.FenceError{Stream: stream, Command: c.ID, Index: i, Err: persistence.ErrExpired})
 		}
-		if m, ok := s.applied[declinedKey{stream, fence.Command}]; ok && now.Before(m.until) {
-			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: fence.Command, Version: m.version}
+		if until, ok := s.declined[declinedKey{stream, c.ID}]; ok && now.Before(until) {
+			return fail(&persistence.FenceError{Stream: stream, Command: c.ID, Index: i, Err: persistence.ErrDeclined})
+		}
+		if m, ok := s.applied[declinedKey{stream, c.ID}]; ok && now.Before(m.until) {
+			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: c.ID, Version: m.version, Index: i}
 		}
 	}
 	index := s.streams[stream]
@@ -64,7 +71,7 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	}
 	s.logs[p] = log
 	s.streams[stream] = index
-	if fence.Command != "" {
+	if len(cmds) > 0 {
 		// Sweep when the map doubled since the last sweep: amortized O(1).
 		if len(s.applied) >= s.sweepAt {
 			for k, m := range s.applied {
@@ -74,7 +81,9 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 			}
 			s.sweepAt = max(1024, 2*len(s.applied))
 		}
-		s.applied[declinedKey{stream, fence.Command}] = appliedMark{expectedVersion + uint64(len(batch)), now.Add(persistence.AppliedHold)}
+		for _, c := range cmds {
+			s.applied[declinedKey{stream, c.ID}] = appliedMark{expectedVersion + uint64(c.Through), now.Add(persistence.AppliedHold)}
+		}
 	}
 	return persistence.AppendResult{
 		Version:       expectedVersion + uint64(len(batch)),

@@ -1,38 +1,58 @@
 -- Compare-and-append a batch of events to a stream and to its partition's
--- log, atomically.
+-- log, atomically. The batch may record several commands (a hot grain's
+-- queued commands), each fenced on its own.
 --
 -- KEYS[1]  stream list: element i is the partition position of version i+1
 -- KEYS[2]  partition event hash: field = decimal position, value = body
 -- KEYS[3]  partition head: decimal count of positions written
--- KEYS[4]  optional: the declined-mark of the command the batch records
--- KEYS[5]  optional: the applied-mark of that command (its version)
+-- KEYS[2+2j], KEYS[3+2j]  for command j = 1..m: its declined-mark and its
+--          applied-mark (the version it was applied at)
 -- ARGV[1]  expected stream version
--- ARGV[2]  not-after time in Unix ms by this server's clock, 0 for none
--- ARGV[3]  how long the applied-mark lasts (ms)
--- ARGV[4..] encoded event bodies, in version order
+-- ARGV[2]  not-after time of the batch in Unix ms by this server's clock, 0 for none
+-- ARGV[3]  how long an applied-mark lasts (ms)
+-- ARGV[4]  m, the number of commands
+-- ARGV[3+2j], ARGV[4+2j]  for command j: how many events of the batch end
+--          with its last one, and its own not-after time (0 for none)
+-- ARGV[5+2m..] encoded event bodies, in version order
 --
 -- Returns {1, new version, first position}, {0, actual version}, {2} when
--- the not-after time has passed, {3} when the command was declined, or
--- {4, version} when the command was applied already, at that version.
+-- the batch's not-after time has passed, {2, j} when command j's has,
+-- {3, j} when command j was declined, or {4, version, j} when command j
+-- was applied already, at that version.
 --
 -- Every check runs before the first write because Redis does not roll a
 -- script back when it fails halfway. A wrong-typed key fails its read here.
-local notAfter = tonumber(ARGV[2])
-if notAfter > 0 then
-  -- The server's clock, not the caller's: one clock decides for every
-  -- member whether an attempt came too late.
-  local t = redis.call('TIME')
-  if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= notAfter then
-    return {2}
+-- Calls are per batch, not per event (one HSET and one RPUSH for all
+-- bodies), and two per command: a busy stream's batch costs little more
+-- than one command.
+local now
+local function late(ms)
+  if ms <= 0 then
+    return false
   end
+  if not now then
+    -- The server's clock, not the caller's: one clock decides for every
+    -- member whether an attempt came too late.
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now >= ms
 end
-if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 then
-  return {3}
+
+if late(tonumber(ARGV[2])) then
+  return {2}
 end
-if KEYS[5] then
-  local at = redis.call('GET', KEYS[5])
-  if at then
-    return {4, tonumber(at)}
+local m = tonumber(ARGV[4])
+for j = 1, m do
+  if late(tonumber(ARGV[4 + 2 * j])) then
+    return {2, j}
+  end
+  local marks = redis.call('MGET', KEYS[2 + 2 * j], KEYS[3 + 2 * j])
+  if marks[1] then
+    return {3, j}
+  end
+  if marks[2] then
+    return {4, tonumber(marks[2]), j}
   end
 end
 
@@ -55,16 +75,26 @@ if redis.call('HLEN', KEYS[2]) ~= head then
 end
 
 local first = head + 1
-for i = 4, #ARGV do
-  head = head + 1
-  -- format, not tostring: Lua prints large numbers in exponent notation.
-  local pos = string.format('%d', head)
-  redis.call('HSET', KEYS[2], pos, ARGV[i])
-  redis.call('RPUSH', KEYS[1], pos)
+local bodies = 5 + 2 * m
+local n = #ARGV - bodies + 1
+-- In chunks: unpack's arguments live on Lua's C stack (8000 slots).
+local i = 0
+while i < n do
+  local fields, positions = {}, {}
+  for k = i, math.min(n, i + 1000) - 1 do
+    -- format, not tostring: Lua prints large numbers in exponent notation.
+    local pos = string.format('%d', first + k)
+    fields[#fields + 1] = pos
+    fields[#fields + 1] = ARGV[bodies + k]
+    positions[#positions + 1] = pos
+  end
+  redis.call('HSET', KEYS[2], unpack(fields))
+  redis.call('RPUSH', KEYS[1], unpack(positions))
+  i = i + 1000
 end
+head = head + n
 redis.call('SET', KEYS[3], string.format('%d', head))
-local version = actual + #ARGV - 3
-if KEYS[5] then
-  redis.call('SET', KEYS[5], string.format('%d', version), 'PX', ARGV[3])
+for j = 1, m do
+  redis.call('SET', KEYS[3 + 2 * j], string.format('%d', actual + tonumber(ARGV[3 + 2 * j])), 'PX', ARGV[3])
 end
-return {1, version, first}
+return {1, actual + n, first}

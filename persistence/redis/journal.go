@@ -51,38 +51,57 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	p := s.PartitionOf(stream)
 	streamKey := s.keys.stream(p, stream)
 	fence := persistence.FenceOf(opts)
-	var notAfter int64
-	if !fence.NotAfter.IsZero() {
-		notAfter = max(1, fence.NotAfter.UnixMilli())
+	cmds, err := fence.CommandsOf(len(events))
+	if err != nil {
+		return fail(err)
 	}
-	args := make([]any, 0, 3+len(events))
-	args = append(args, strconv.FormatUint(expectedVersion, 10), notAfter, persistence.AppliedHold.Milliseconds())
+	args := make([]any, 0, 4+2*len(cmds)+len(events))
+	args = append(args, strconv.FormatUint(expectedVersion, 10), unixMs(fence.NotAfter), persistence.AppliedHold.Milliseconds(), len(cmds))
+	keys := make([]string, 0, 3+2*len(cmds))
+	keys = append(keys, streamKey, s.keys.events(p), s.keys.head(p))
+	for _, c := range cmds {
+		args = append(args, c.Through, unixMs(c.NotAfter))
+		keys = append(keys, s.keys.declined(p, stream, c.ID), s.keys.applied(p, stream, c.ID))
+	}
 	for i, e := range events {
 		args = append(args, encodeEvent(stream, expectedVersion+uint64(i)+1, e))
-	}
-	keys := []string{streamKey, s.keys.events(p), s.keys.head(p)}
-	if fence.Command != "" {
-		keys = append(keys, s.keys.declined(p, stream, fence.Command), s.keys.applied(p, stream, fence.Command))
 	}
 
 	reply, err := appendScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
 		return fail(classify(err, streamKey))
 	}
+	// command names command j (1-based) of the reply, if the script's j is sane.
+	command := func(j int64) (int, bool) { return int(j - 1), j >= 1 && int(j) <= len(cmds) }
 	switch {
 	case len(reply) == 1 && reply[0] == 2:
 		return fail(persistence.ErrExpired)
-	case len(reply) == 1 && reply[0] == 3:
-		return fail(fmt.Errorf("command %q: %w", fence.Command, persistence.ErrDeclined))
-	case len(reply) == 2 && reply[0] == 4 && reply[1] > 0:
-		return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: fence.Command, Version: uint64(reply[1])}
+	case len(reply) == 2 && reply[0] == 2:
+		if i, ok := command(reply[1]); ok {
+			return fail(&persistence.FenceError{Stream: stream, Command: cmds[i].ID, Index: i, Err: persistence.ErrExpired})
+		}
+	case len(reply) == 2 && reply[0] == 3:
+		if i, ok := command(reply[1]); ok {
+			return fail(&persistence.FenceError{Stream: stream, Command: cmds[i].ID, Index: i, Err: persistence.ErrDeclined})
+		}
+	case len(reply) == 3 && reply[0] == 4 && reply[1] > 0:
+		if i, ok := command(reply[2]); ok {
+			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: cmds[i].ID, Version: uint64(reply[1]), Index: i}
+		}
 	case len(reply) == 2 && reply[0] == 0 && reply[1] >= 0:
 		return persistence.AppendResult{}, &persistence.ConflictError{Stream: stream, Expected: expectedVersion, Actual: uint64(reply[1])}
 	case len(reply) == 3 && reply[0] == 1 && uint64(reply[1]) == expectedVersion+uint64(len(events)) && reply[2] > 0:
 		return persistence.AppendResult{Version: uint64(reply[1]), Partition: p, FirstPosition: uint64(reply[2])}, nil
-	default:
-		return fail(fmt.Errorf("unexpected script reply %v", reply))
 	}
+	return fail(fmt.Errorf("unexpected script reply %v", reply))
+}
+
+// unixMs is t as the scripts take a time: Unix ms, 0 for none.
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(1, t.UnixMilli())
 }
 
 // Decline implements persistence.Journal with decline.lua.
