@@ -4,8 +4,10 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -39,44 +41,130 @@ type Claims struct {
 	Username string `json:"preferred_username,omitempty"`
 }
 
-// Verifier checks tokens against one secret.
+// Verifier checks tokens against one secret. It is safe for concurrent
+// use. Tokens it accepted are remembered (see VerifierConfig.CacheSize),
+// so a client sending the same token on every request pays for parsing and
+// the HMAC once.
 type Verifier struct {
 	secret []byte
 	parser *jwt.Parser
+	now    func() time.Time
+	cache  *tokenCache // nil: off
 }
+
+// leeway is the clock drift allowed on exp and nbf. The cache serves a
+// token only until its exp itself, never into the leeway.
+const leeway = 5 * time.Second
 
 // ErrInvalidToken wraps every reason a token is refused.
 var ErrInvalidToken = errors.New("invalid token")
 
-// NewVerifier refuses a secret shorter than MinSecretLen.
+// VerifierConfig tunes a Verifier beyond its secret.
+type VerifierConfig struct {
+	// CacheSize bounds how many verified tokens are remembered; 0 turns
+	// the cache off (every call parses and checks the signature).
+	CacheSize int
+	// Now is the clock for exp and nbf; nil means time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// DefaultVerifierConfig is what NewVerifier uses.
+func DefaultVerifierConfig() VerifierConfig {
+	return VerifierConfig{CacheSize: DefaultCacheSize}
+}
+
+// Validate names the first bad field.
+func (c VerifierConfig) Validate() error {
+	if c.CacheSize < 0 {
+		return fmt.Errorf("verifier CacheSize is %d, want 0 (off) or more", c.CacheSize)
+	}
+	return nil
+}
+
+// NewVerifier refuses a secret shorter than MinSecretLen. Its cache holds
+// DefaultCacheSize tokens.
 func NewVerifier(secret []byte) (*Verifier, error) {
+	return NewVerifierWithConfig(secret, DefaultVerifierConfig())
+}
+
+// NewVerifierWithConfig is NewVerifier with a cache size and clock.
+func NewVerifierWithConfig(secret []byte, cfg VerifierConfig) (*Verifier, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("JWT secret is %d bytes, need at least %d", len(secret), MinSecretLen)
 	}
-	return &Verifier{
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	v := &Verifier{
 		secret: secret,
+		now:    now,
 		// HS256 only: a token naming any other alg (none, HS384, RS256…)
 		// is refused before its signature is looked at.
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(5*time.Second),
+			jwt.WithLeeway(leeway),
+			jwt.WithTimeFunc(now),
 		),
-	}, nil
+	}
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
+	}
+	return v, nil
 }
 
 // Verify returns the principal of a valid token, or an error wrapping
-// ErrInvalidToken that says why (safe to show the client).
+// ErrInvalidToken that says why (safe to show the client). A token seen
+// valid before is answered from the cache until its exp; a refused token
+// is never cached, so it is checked in full every time.
 func (v *Verifier) Verify(token string) (Principal, error) {
+	if v.cache == nil {
+		p, _, err := v.verify(token)
+		return p, err
+	}
+	// []byte(token) would allocate for anything over 32 bytes; a token of
+	// usual size is copied onto the stack instead.
+	var buf [1024]byte
+	key := sha256.Sum256(append(buf[:0], token...))
+	now := unixMicro(v.now())
+	if p, ok := v.cache.get(&key, now); ok {
+		return p, nil
+	}
+	p, claims, err := v.verify(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	tok := cachedToken{p: p, notBefore: math.MinInt64, expires: unixMicro(claims.ExpiresAt.Time)}
+	if claims.NotBefore != nil {
+		tok.notBefore = unixMicro(claims.NotBefore.Add(-leeway))
+	}
+	// A token accepted only thanks to the leeway (exp just passed) is not
+	// worth remembering: no later call may be served from the cache.
+	if tok.validAt(now) {
+		v.cache.put(&key, tok, now)
+	}
+	return p, nil
+}
+
+// verify parses and checks token in full. On success the claims have an
+// exp (the parser requires it).
+func (v *Verifier) verify(token string) (Principal, *Claims, error) {
 	var claims Claims
 	_, err := v.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return v.secret, nil })
 	if err != nil {
-		return Principal{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return Principal{}, nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	if claims.Subject == "" {
-		return Principal{}, fmt.Errorf("%w: missing sub claim", ErrInvalidToken)
+		return Principal{}, nil, fmt.Errorf("%w: missing sub claim", ErrInvalidToken)
 	}
-	return Principal{Subject: claims.Subject, Roles: claims.Roles, Username: claims.Username}, nil
+	if claims.ExpiresAt == nil { // unreachable with WithExpirationRequired; never cache without one
+		return Principal{}, nil, fmt.Errorf("%w: missing exp claim", ErrInvalidToken)
+	}
+	return Principal{Subject: claims.Subject, Roles: claims.Roles, Username: claims.Username}, &claims, nil
 }
 
 // Issue signs a token for subject with roles, valid for ttl from now.

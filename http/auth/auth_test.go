@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -106,7 +107,13 @@ func TestVerifyRefusesAttacks(t *testing.T) {
 	parts := strings.Split(good, ".")
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"root","roles":["admin"],"exp":9999999999}`)) + "." + parts[2]
 
-	for name, tok := range map[string]string{
+	// NewVerifier caches what it accepted: with good cached, a token that
+	// shares its header and signature (tampered payload) or is a prefix of
+	// it must still be refused, on first sight and after.
+	if _, err := v.Verify(good); err != nil {
+		t.Fatal(err)
+	}
+	attacks := map[string]string{
 		"empty":                   "",
 		"garbage":                 "not-a-token",
 		"two parts":               parts[0] + "." + parts[1],
@@ -125,18 +132,27 @@ func TestVerifyRefusesAttacks(t *testing.T) {
 		"missing sub":             sign(t, jwt.SigningMethodHS256, secret, with("sub", nil)),
 		"empty sub":               sign(t, jwt.SigningMethodHS256, secret, with("sub", "")),
 		"roles not a list":        sign(t, jwt.SigningMethodHS256, secret, with("roles", "admin")),
-	} {
-		p, err := v.Verify(tok)
-		if err == nil {
-			t.Errorf("%s: accepted as %+v", name, p)
-			continue
+		"good without signature":  parts[0] + "." + parts[1] + ".",
+		"good with a longer tail": good + "A",
+	}
+	for round := range 2 {
+		for name, tok := range attacks {
+			name := fmt.Sprintf("%s (round %d)", name, round+1)
+			p, err := v.Verify(tok)
+			if err == nil {
+				t.Errorf("%s: accepted as %+v", name, p)
+				continue
+			}
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				t.Errorf("%s: error %v does not match ErrInvalidToken", name, err)
+			}
+			if p.Subject != "" || p.Roles != nil {
+				t.Errorf("%s: refused but returned principal %+v", name, p)
+			}
 		}
-		if !errors.Is(err, auth.ErrInvalidToken) {
-			t.Errorf("%s: error %v does not match ErrInvalidToken", name, err)
-		}
-		if p.Subject != "" || p.Roles != nil {
-			t.Errorf("%s: refused but returned principal %+v", name, p)
-		}
+	}
+	if p, err := v.Verify(good); err != nil || p.Subject != "alice" {
+		t.Fatalf("the good token after the attacks: %+v, %v", p, err)
 	}
 }
 
