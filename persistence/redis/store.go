@@ -35,6 +35,9 @@ type Options struct {
 	// KeyPrefix namespaces all keys; empty means DefaultKeyPrefix. It must
 	// not contain '{' or '}', which would break the partition hash tags.
 	KeyPrefix string
+	// GroupCommit bounds the writers that send appends in pipelines (see
+	// groupcommit.go); the zero value is the defaults.
+	GroupCommit GroupCommitOptions
 }
 
 // Store is a persistence.Store over Redis. It is safe for concurrent use.
@@ -44,6 +47,7 @@ type Store struct {
 	partitions int
 	keys       keys
 	closed     atomic.Bool
+	gc         *groupCommit
 
 	// Read reply limits; tests shrink them to exercise chunked reads.
 	readChunk   int
@@ -68,8 +72,13 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultKeyPrefix
 	}
+	gcOpts, err := opts.GroupCommit.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
 	return &Store{
 		client:      client,
+		gc:          newGroupCommit(client, gcOpts),
 		partitions:  opts.Partitions,
 		keys:        keys{prefix: opts.KeyPrefix},
 		readChunk:   readChunk,
@@ -141,9 +150,15 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // Close makes later calls fail with persistence.ErrClosed and closes the
-// client if the Store owns it. Closing twice is a no-op.
+// client if the Store owns it. Appends still queued fail with ErrClosed;
+// those in flight are cancelled (their outcome is unknown); the append
+// writers have exited when it returns. Closing twice is a no-op.
 func (s *Store) Close() error {
-	if !s.closed.CompareAndSwap(false, true) || !s.ownsClient {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.gc.stop()
+	if !s.ownsClient {
 		return nil
 	}
 	if err := s.client.Close(); err != nil {
