@@ -86,6 +86,15 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	if cfg.PprofAddr != "" {
+		// First up, last down: a profile can cover start-up and shutdown.
+		stopPprof, addr, err := startPprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+		log.Info("pprof serving", "url", "http://"+addr.String()+"/debug/pprof/")
+	}
 
 	registerBackends()
 

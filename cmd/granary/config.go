@@ -43,6 +43,7 @@ type config struct {
 	Gateway            gateway.Config
 	ShutdownDelay      time.Duration // /ready says 503 this long before the listener closes
 	DrainTimeout       time.Duration // bound on requests in flight finishing at shutdown
+	PprofAddr          string        // loopback host:port serving net/http/pprof; "" = off
 	secretWasGenerated bool
 }
 
@@ -164,6 +165,13 @@ func settings(m mode) []setting {
 			default:
 				return fmt.Errorf("want text or json")
 			}
+			return nil
+		}},
+		{"GRANARY_PPROF_ADDR", "", "serve net/http/pprof (/debug/pprof/) on this loopback host:port, such as 127.0.0.1:6060; other hosts are refused; off when empty", func(c *config, v string) error {
+			if err := checkPprofAddr(v); err != nil {
+				return err
+			}
+			c.PprofAddr = v
 			return nil
 		}},
 	}

@@ -27,6 +27,8 @@ func TestLoadConfigRefusesUnsafeSettings(t *testing.T) {
 		{"unknown provider", modeDev, map[string]string{"GRANARY_CLUSTER_PROVIDER": "zookeeper"}, "unknown Provider"},
 		{"automanaged without peers", modeDev, map[string]string{"GRANARY_CLUSTER_PROVIDER": "automanaged", "GRANARY_AUTOMANAGED_PORT": "6330"}, "needs Peers"},
 		{"bad log level", modeDev, map[string]string{"GRANARY_LOG_LEVEL": "loud"}, "GRANARY_LOG_LEVEL"},
+		{"pprof on every interface", modeDev, map[string]string{"GRANARY_PPROF_ADDR": ":6060"}, "not a loopback address"},
+		{"pprof on a public address", modeNode, map[string]string{"GRANARY_JWT_SECRET": goodSecret, "GRANARY_REDIS_URL": "redis://127.0.0.1:1", "GRANARY_PPROF_ADDR": "0.0.0.0:6060"}, "GRANARY_PPROF_ADDR"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,5 +69,38 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"bogus"}, env(nil), &out, &out); err != errUsage {
 		t.Fatalf("unknown command: %v", err)
+	}
+}
+
+func TestPprofAddrIsLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:6060":  true,
+		"127.0.0.2:0":     true,
+		"[::1]:6060":      true,
+		"localhost:6060":  true,
+		":6060":           false,
+		"0.0.0.0:6060":    false,
+		"[::]:6060":       false,
+		"10.1.2.3:6060":   false,
+		"192.168.0.1:80":  false,
+		"example.com:80":  false,
+		"6060":            false,
+		"127.0.0.1":       false,
+		"127.0.0.1:http":  false,
+		"127.0.0.1:1e5":   false,
+		"127.0.0.1:70000": false,
+	} {
+		c, err := loadConfig(modeDev, env(map[string]string{"GRANARY_PPROF_ADDR": addr}))
+		switch {
+		case ok && (err != nil || c.PprofAddr != addr):
+			t.Errorf("%q: refused or not kept: PprofAddr %q, %v", addr, c.PprofAddr, err)
+		case !ok && err == nil:
+			t.Errorf("%q: accepted", addr)
+		case !ok && !strings.Contains(err.Error(), "GRANARY_PPROF_ADDR"):
+			t.Errorf("%q: error does not name the setting: %v", addr, err)
+		}
+	}
+	if c, err := loadConfig(modeDev, env(nil)); err != nil || c.PprofAddr != "" {
+		t.Fatalf("pprof is on by default: %q, %v", c.PprofAddr, err)
 	}
 }
