@@ -6,7 +6,7 @@ PAC_PIN   := v0.0.0-20240822202345-3c0e61ca19c9
 PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: chaos run build test test-short bench generate check-generated vet fmt cluster cluster-stop clean
+.PHONY: chaos run build test test-short bench bench-go generate check-generated vet fmt cluster cluster-stop clean
 
 run: ## start one member + gateway on the embedded store, print URL and dev token
 	$(GO) run ./cmd/granary dev
@@ -22,7 +22,12 @@ test: ## all tests, with the race detector
 	@# testkit.ErrSharedProcessRace); those tests skip under -race and run here.
 	$(GO) test -count=1 -timeout 10m ./cluster/... ./testkit/...
 
-bench: ## benchmarks (speed and memory targets live here, not in tests)
+bench: ## Granary vs a hand-written baseline on a real redis-server, same run (BENCH_FLAGS: see bin/bench -h); JSON in bench/results/
+	$(GO) build -o $(BIN) ./cmd/granary
+	$(GO) build -o bin/bench ./cmd/bench
+	./bin/bench -granary $(BIN) $(BENCH_FLAGS)
+
+bench-go: ## go test benchmarks (speed and memory targets live here, not in tests)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20x ./...
 
 generate: ## regenerate protobuf code (Debian protoc + Go-installed plugin)
