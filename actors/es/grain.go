@@ -83,7 +83,30 @@ type grain[S, E any, Req Request, Reply any] struct {
 	id   string
 	log  *slog.Logger
 	host *Host[S, E]
+
+	// queue holds requests back, oldest first, while a batch is in
+	// flight; inflight is that batch and members the requests it holds.
+	queue    []queued[Req]
+	inflight *Batch[S, E]
+	members  []queued[Req]
 }
+
+// queued is a request waiting for its answer outside the mailbox.
+type queued[Req any] struct {
+	req       Req
+	sender    *actor.PID
+	conflicts int
+}
+
+// batchStored tells a grain that its batch's append returned.
+type batchStored struct {
+	batch any
+	err   error
+}
+
+// maxQueued bounds the requests one grain holds back; past it a request is
+// refused at once (503), so a client flooding one id cannot grow memory.
+const maxQueued = 4096
 
 func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
@@ -95,9 +118,160 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	case *actor.ReceiveTimeout:
 		ctx.Poison(ctx.Self())
 	case Req:
-		ctx.Respond(g.handle(msg))
+		if len(g.queue) >= maxQueued {
+			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.kind.Name, g.id))
+			return
+		}
+		g.queue = append(g.queue, queued[Req]{req: msg, sender: ctx.Sender()})
+		g.drain(ctx)
+	case *batchStored:
+		if g.inflight == nil || msg.batch != any(g.inflight) {
+			return
+		}
+		g.settle(ctx, msg.err)
+		g.drain(ctx)
+	case *actor.Stopping:
+		// Whoever still waits is told now rather than at their timeout.
+		for _, q := range g.members {
+			g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; the change may or may not be applied", g.kind.Name))
+		}
+		for _, q := range g.queue {
+			g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; not applied, retry", g.kind.Name))
+		}
+		g.queue, g.members, g.inflight = nil, nil, nil
+	}
+}
+
+// drain answers the queued requests while no batch is in flight: those
+// that yield events are decided one after the other and appended as one
+// batch, asynchronously, so the grain keeps taking requests meanwhile and
+// the next round trip carries all that arrived (hot-grain batching, issue
+// 10). A request that cannot join a batch (a read, a refusal, a duplicate)
+// runs on its own, on stored state, once the batch before it settled.
+func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
+	for g.inflight == nil && len(g.queue) > 0 {
+		if g.host == nil || !g.host.Loaded() {
+			// handle loads (or answers why it cannot) on its own.
+			g.runAlone(ctx)
+			continue
+		}
+		b := g.host.NewBatch()
+		var members []queued[Req]
+		for len(g.queue) > 0 {
+			q := g.queue[0]
+			if g.expired(q.req) {
+				g.send(ctx, q, g.fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name))
+			} else if !g.tryAdd(b, q.req) {
+				break
+			} else {
+				members = append(members, q)
+			}
+			g.queue = g.queue[1:]
+		}
+		if b.Len() > 0 {
+			g.launch(ctx, b, members)
+			return
+		}
+		if len(g.queue) > 0 {
+			g.runAlone(ctx)
+		}
+	}
+	if g.inflight == nil && len(g.queue) == 0 {
+		g.queue = nil // let a burst's backing array go
 		g.passivateIfEmpty(ctx)
 	}
+}
+
+func (g *grain[S, E, Req, Reply]) runAlone(ctx actor.Context) {
+	q := g.queue[0]
+	g.queue = g.queue[1:]
+	g.send(ctx, q, g.handle(q.req))
+}
+
+// tryAdd adds req to b if it yields events; a panicking decision is
+// answered like one in handle (the host's state is untouched: decide only
+// ever saw the batch's copy).
+func (g *grain[S, E, Req, Reply]) tryAdd(b *Batch[S, E], req Req) (added bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error(g.kind.Name+" grain panicked deciding a batched command", "panic", r, "stack", string(debug.Stack()))
+			added = false
+		}
+	}()
+	now := g.cfg.Now()
+	return g.host.TryAdd(b, req.GetCommandId(), deadlineOf(req), func(s S) ([]E, error) {
+		return g.kind.Decide(s, g.id, req, now)
+	})
+}
+
+// launch appends b off the actor; the grain hears back as batchStored.
+func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], members []queued[Req]) {
+	g.inflight, g.members = b, members
+	store, self, root, timeout := g.host.Store(b), ctx.Self(), ctx.ActorSystem().Root, g.cfg.StoreTimeout
+	go func() {
+		var err error
+		defer func() {
+			if r := recover(); r != nil {
+				// Unknown outcome, like any storage error: never a crash.
+				err = fmt.Errorf("append panicked: %v", r)
+			}
+			root.Send(self, &batchStored{batch: b, err: err})
+		}()
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err = store(c)
+	}()
+}
+
+// settle answers the members of the batch in flight, and puts back at the
+// queue's head those to run again.
+func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
+	c, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	results := g.host.Settle(c, g.inflight, err)
+	var again []queued[Req]
+	for i, r := range results {
+		q := g.members[i]
+		switch {
+		case r.Retry && r.Conflict && q.conflicts >= maxRetries:
+			g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "contended by another activation; retry"))
+		case r.Retry:
+			if r.Conflict {
+				q.conflicts++
+			}
+			again = append(again, q)
+		case r.Err != nil:
+			g.send(ctx, q, g.kind.Fail(g.id, messages.AsFailure(r.Err, messages.CodeServiceUnavailable), g.cfg.MemberID))
+		default:
+			g.send(ctx, q, g.kind.Reply(g.id, r.Outcome, g.cfg.MemberID))
+		}
+	}
+	g.queue = append(again, g.queue...)
+	g.inflight, g.members = nil, nil
+}
+
+func (g *grain[S, E, Req, Reply]) send(ctx actor.Context, q queued[Req], reply Reply) {
+	if q.sender == nil {
+		ctx.ActorSystem().DeadLetter.SendUserMessage(nil, reply)
+		return
+	}
+	ctx.Send(q.sender, reply)
+}
+
+func (g *grain[S, E, Req, Reply]) fail(code, format string, args ...any) Reply {
+	return g.kind.Fail(g.id, messages.Fail(code, format, args...), g.cfg.MemberID)
+}
+
+func (g *grain[S, E, Req, Reply]) expired(req Req) bool {
+	d := req.GetDeadlineUnixMs()
+	return d > 0 && g.cfg.Now().UnixMilli() >= d
+}
+
+func deadlineOf(req Request) time.Time {
+	if d := req.GetDeadlineUnixMs(); d > 0 {
+		return time.UnixMilli(d)
+	}
+	return time.Time{}
 }
 
 // passivateIfEmpty stops a grain whose stream holds nothing (a read of an
