@@ -306,14 +306,31 @@ func (sh *shard) drain() {
 // send runs batch as one pipeline and answers each append from its own
 // reply. Appends the server answers NOSCRIPT (its script cache was flushed
 // or it restarted) were not run, so they are sent again, in their order,
-// after loading the script; failing that, with EVAL.
+// after loading the script; failing that, with EVAL. (Should another
+// client load the script between two appends of one pipeline, a later
+// append of a stream could run before an earlier one that got NOSCRIPT;
+// both are compare-and-append at an expected version, so the later one
+// then fails as a conflict rather than storing out of order.)
 func (sh *shard) send(batch []*pendingAppend) {
 	gc := sh.gc
+	// Whoever gave up while the batch was gathered has its context's
+	// error already; it is not sent.
+	live := batch[:0]
+	for _, a := range batch {
+		if err := a.ctx.Err(); err != nil {
+			a.done <- appendReply{err: err}
+			continue
+		}
+		live = append(live, a)
+	}
+	clear(batch[len(live):])
+	batch = live
+	if len(batch) == 0 {
+		return
+	}
 	if gc.beforeSend != nil {
 		gc.beforeSend(len(batch))
 	}
-	ctx, cancel := pipelineContext(gc.ctx, batch)
-	defer cancel()
 	if gc.ctx.Err() != nil {
 		// Closed before anything was sent.
 		for _, a := range batch {
@@ -321,6 +338,8 @@ func (sh *shard) send(batch []*pendingAppend) {
 		}
 		return
 	}
+	ctx, cancel := pipelineContext(gc.ctx, batch)
+	defer cancel()
 	gc.appends.Add(uint64(len(batch)))
 	rest := batch
 	for round := 0; len(rest) > 0; round++ {
