@@ -66,8 +66,10 @@ func TestRecentCommandsCostWhatTheyHold(t *testing.T) {
 	if b := perGrain(0); b > 128 {
 		t.Errorf("an empty recentCommands allocates %.0f B, want ≤ 128", b)
 	}
-	if b := perGrain(1); b > 1024 {
-		t.Errorf("a recentCommands holding 1 id allocates %.0f B, want ≤ 1 KB", b)
+	// One id: the struct, a one-slot ring and the id itself; no map
+	// (issue 10: a one-entry map was ~250 B of every idle grain).
+	if b := perGrain(1); b > 160 {
+		t.Errorf("a recentCommands holding 1 id allocates %.0f B, want ≤ 160", b)
 	}
 	// Full: bounded by the limit, whatever came through.
 	r := newRecentCommands(limit)
@@ -76,5 +78,35 @@ func TestRecentCommandsCostWhatTheyHold(t *testing.T) {
 	}
 	if r.Len() != limit || len(r.seen) != limit || cap(r.ring) > 2*limit {
 		t.Fatalf("full: len %d, map %d, ring cap %d; want %d, %d, ≤ %d", r.Len(), len(r.seen), cap(r.ring), limit, limit, 2*limit)
+	}
+}
+
+// Past scanIDs ids the ring is indexed by a map; lookups and evictions
+// agree on either side of that switch.
+func TestRecentCommandsAcrossTheIndexThreshold(t *testing.T) {
+	const limit = 2*scanIDs + 3
+	r := newRecentCommands(limit)
+	for i := range 3 * limit {
+		id := fmt.Sprint(i)
+		r.Add(id)
+		r.Add(id) // a repeat is ignored whichever way it is looked up
+		if (r.seen != nil) != (r.Len() > scanIDs) {
+			t.Fatalf("after %d ids: index %v with %d remembered", i+1, r.seen != nil, r.Len())
+		}
+		if r.seen != nil && len(r.seen) != r.Len() {
+			t.Fatalf("after %d ids: index holds %d, ring %d", i+1, len(r.seen), r.Len())
+		}
+		for j := range i + 1 {
+			want := j > i-limit
+			if got := r.Has(fmt.Sprint(j)); got != want {
+				t.Fatalf("after %d ids: Has(%d) = %v, want %v", i+1, j, got, want)
+			}
+		}
+	}
+	if got := r.IDs(); r.Len() != limit || got[0] != fmt.Sprint(2*limit) || got[limit-1] != fmt.Sprint(3*limit-1) {
+		t.Fatalf("IDs = %v, want the last %d oldest first", got, limit)
+	}
+	if cap(r.ring) > 2*limit {
+		t.Fatalf("ring cap %d for limit %d", cap(r.ring), limit)
 	}
 }
