@@ -569,9 +569,12 @@ func BenchmarkGroupCommit(b *testing.B) {
 		b.Skipf("%s not set", envURL)
 	}
 	const appenders, streams, partitions = 64, 1000, 8
-	for _, mode := range []string{"direct", "group"} {
-		b.Run(mode, func(b *testing.B) {
-			g := newGCStore(b, server{"redis", realClient}, GroupCommitOptions{})
+	for _, mode := range []struct {
+		name   string
+		shards int // 0: direct Script.Run
+	}{{"direct", 0}, {"group/shards=1", 1}, {"group/shards=4", 4}, {"group/shards=16", 16}} {
+		b.Run(mode.name, func(b *testing.B) {
+			g := newGCStore(b, server{"redis", realClient}, GroupCommitOptions{Shards: mode.shards})
 			g.gc.script = goredis.NewScript(benchSrc)
 			g.preload(b)
 			body := string(make([]byte, 256))
@@ -588,7 +591,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 				for pb.Next() {
 					i := int(next.Add(1) % streams)
 					var err error
-					if mode == "direct" {
+					if mode.shards == 0 {
 						_, err = g.gc.script.Run(ctx, g.client, keysOf[i], body).Int64Slice()
 					} else {
 						_, err = g.runAppend(ctx, "b"+strconv.Itoa(i), keysOf[i], []any{body})
