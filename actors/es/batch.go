@@ -124,7 +124,7 @@ func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Se
 		// Not reachable while the grain holds requests back; refuse to
 		// apply events on a state they were not decided on.
 		h.loaded = false
-		h.log.Error("batch settled on a state that moved", "base", b.base, "state_version", h.codec.Version(h.state))
+		h.log().Error("batch settled on a state that moved", "base", b.base, "state_version", h.codec.Version(h.state))
 		return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")})
 	}
 	var fence *persistence.FenceError
@@ -154,7 +154,7 @@ func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Se
 			// Declined by another activation on a newer view: its answer
 			// stands, and this activation is stale.
 			h.loaded = false
-			h.log.Warn("command was refused by another activation", "command", fence.Command)
+			h.log().Warn("command was refused by another activation", "command", fence.Command)
 			out[fence.Index] = Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "request was already refused; not applied")}
 		}
 		return out
@@ -165,23 +165,23 @@ func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Se
 		st, serr := h.stateAt(ctx, dup.Version)
 		if serr != nil {
 			h.loaded = false
-			h.log.Error("reading the state a duplicate left failed", "err", serr)
+			h.log().Error("reading the state a duplicate left failed", "err", serr)
 			out[dup.Index] = Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")}
 		} else {
 			out[dup.Index] = Settled[S]{Outcome: Outcome[S]{State: st, Duplicate: true}}
 		}
 		return out
 	case errors.Is(err, persistence.ErrConflict):
-		h.log.Warn("batch append conflict; catching up with the journal", "err", err)
+		h.log().Warn("batch append conflict; catching up with the journal", "err", err)
 		if rerr := h.replay(ctx); rerr != nil {
 			h.loaded = false
-			h.log.Error("catch-up after conflict failed", "err", rerr)
+			h.log().Error("catch-up after conflict failed", "err", rerr)
 			return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")})
 		}
 		return all(Settled[S]{Retry: true, Conflict: true})
 	default:
 		h.loaded = false
-		h.log.Error("batch append failed", "commands", len(b.cmds), "err", err)
+		h.log().Error("batch append failed", "commands", len(b.cmds), "err", err)
 		return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")})
 	}
 }

@@ -46,9 +46,10 @@ func (c GrainConfig) Validate() error {
 	return nil
 }
 
-// HostConfig is the Host configuration of a grain with this config.
-func (c GrainConfig) HostConfig(log *slog.Logger) Config {
-	return Config{Store: c.Store, SnapshotEvery: c.SnapshotEvery, RecentCommands: c.RecentCommands, Logger: log}
+// HostConfig is the Host configuration of a grain with this config; attrs
+// name the grain in the host's logs.
+func (c GrainConfig) HostConfig(attrs ...any) Config {
+	return Config{Store: c.Store, SnapshotEvery: c.SnapshotEvery, RecentCommands: c.RecentCommands, Logger: c.Logger, LogAttrs: attrs}
 }
 
 // Request is what every grain request carries.
@@ -81,7 +82,6 @@ type grain[S, E any, Req Request, Reply any] struct {
 	kind *Kind[S, E, Req, Reply]
 	cfg  GrainConfig
 	id   string
-	log  *slog.Logger
 	host *Host[S, E]
 
 	// queue holds requests back, oldest first, while a batch is in
@@ -112,8 +112,7 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
 		g.id = msg.Identity.GetIdentity()
-		g.log = g.cfg.Logger.With(g.kind.Name, g.id, "member", g.cfg.MemberID)
-		g.host = NewHost(g.kind.Codec, g.cfg.HostConfig(g.log), g.id)
+		g.host = NewHost(g.kind.Codec, g.cfg.HostConfig(g.kind.Name, g.id, "member", g.cfg.MemberID), g.id)
 		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
 	case *actor.ReceiveTimeout:
 		ctx.Poison(ctx.Self())
@@ -194,7 +193,7 @@ func (g *grain[S, E, Req, Reply]) runAlone(ctx actor.Context) {
 func (g *grain[S, E, Req, Reply]) tryAdd(b *Batch[S, E], req Req) (added bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			g.log.Error(g.kind.Name+" grain panicked deciding a batched command", "panic", r, "stack", string(debug.Stack()))
+			g.host.Logger().Error(g.kind.Name+" grain panicked deciding a batched command", "panic", r, "stack", string(debug.Stack()))
 			added = false
 		}
 	}()
@@ -298,7 +297,7 @@ func (g *grain[S, E, Req, Reply]) handle(req Req) (reply Reply) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			g.log.Error(g.kind.Name+" grain panicked; state will reload", "panic", r, "stack", string(debug.Stack()))
+			g.host.Logger().Error(g.kind.Name+" grain panicked; state will reload", "panic", r, "stack", string(debug.Stack()))
 			g.host.Invalidate()
 			reply = fail(messages.CodeServiceUnavailable, "%s failed; retry", g.kind.Name)
 		}

@@ -43,6 +43,10 @@ type Config struct {
 	SnapshotEvery  uint64
 	RecentCommands int
 	Logger         *slog.Logger
+	// LogAttrs are added to Logger, with the stream, the first time the
+	// host logs: a With per activated grain cost more than its state
+	// (issue 10), and most grains never log.
+	LogAttrs []any
 }
 
 // maxRetries bounds how often one command is decided again after the
@@ -58,7 +62,7 @@ type Host[S, E any] struct {
 	codec  *Codec[S, E]
 	cfg    Config
 	id     string
-	log    *slog.Logger
+	logger *slog.Logger // see log
 	state  S
 	recent *recentCommands
 	loaded bool
@@ -67,8 +71,17 @@ type Host[S, E any] struct {
 // NewHost returns a host for aggregate id; nothing is loaded until the
 // first Execute or Load.
 func NewHost[S, E any](codec *Codec[S, E], cfg Config, id string) *Host[S, E] {
-	return &Host[S, E]{codec: codec, cfg: cfg, id: id, log: cfg.Logger.With("stream", codec.Stream(id)),
-		recent: newRecentCommands(cfg.RecentCommands)}
+	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: newRecentCommands(cfg.RecentCommands)}
+}
+
+// Logger is the host's logger, with its grain's attributes and stream.
+func (h *Host[S, E]) Logger() *slog.Logger { return h.log() }
+
+func (h *Host[S, E]) log() *slog.Logger {
+	if h.logger == nil {
+		h.logger = h.cfg.Logger.With(append(h.cfg.LogAttrs, "stream", h.codec.Stream(h.id))...)
+	}
+	return h.logger
 }
 
 // State is the aggregate as of the last event this host applied.
@@ -115,7 +128,7 @@ const declineMargin = time.Second
 // agrees with the journal.
 func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadline time.Time, decide func(S) ([]E, error)) (Outcome[S], error) {
 	if err := h.Load(ctx); err != nil {
-		h.log.Error("activation failed", "err", err)
+		h.log().Error("activation failed", "err", err)
 		return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 	}
 	for attempt := 0; ; attempt++ {
@@ -124,7 +137,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			// left, not today's: later writes by others are not its result.
 			st, err := h.stateAfter(ctx, commandID)
 			if err != nil {
-				h.log.Error("reading the state a duplicate left failed", "err", err)
+				h.log().Error("reading the state a duplicate left failed", "err", err)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			return Outcome[S]{State: st, Duplicate: true}, nil
@@ -135,7 +148,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			switch {
 			case derr != nil:
 				h.loaded = false
-				h.log.Error("recording a refusal failed", "err", derr)
+				h.log().Error("recording a refusal failed", "err", derr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			case !behind:
 				return Outcome[S]{State: h.state}, err
@@ -151,7 +164,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			behind, ferr := h.freshen(ctx)
 			if ferr != nil {
 				h.loaded = false
-				h.log.Error("checking the journal's version failed", "err", ferr)
+				h.log().Error("checking the journal's version failed", "err", ferr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			if behind && attempt < maxRetries {
@@ -175,7 +188,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			st, serr := h.stateAt(ctx, dup.Version)
 			if serr != nil {
 				h.loaded = false
-				h.log.Error("reading the state a duplicate left failed", "err", serr)
+				h.log().Error("reading the state a duplicate left failed", "err", serr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			return Outcome[S]{State: st, Duplicate: true}, nil
@@ -183,12 +196,12 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			// Another activation refused this command on a newer view; its
 			// answer stands. This one is stale: reload on next use.
 			h.loaded = false
-			h.log.Warn("command was refused by another activation", "command", commandID)
+			h.log().Warn("command was refused by another activation", "command", commandID)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "request was already refused; not applied")
 		case !errors.Is(err, persistence.ErrConflict):
 			// The append may or may not be stored: forget what we hold.
 			h.loaded = false
-			h.log.Error("append failed", "err", err)
+			h.log().Error("append failed", "err", err)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")
 		}
 		if attempt >= maxRetries {
@@ -196,10 +209,10 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 		}
 		// Another activation wrote first (membership change): catch up
 		// with its events and decide again.
-		h.log.Warn("append conflict; catching up with the journal", "err", err)
+		h.log().Warn("append conflict; catching up with the journal", "err", err)
 		if err := h.replay(ctx); err != nil {
 			h.loaded = false
-			h.log.Error("catch-up after conflict failed", "err", err)
+			h.log().Error("catch-up after conflict failed", "err", err)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 		}
 	}
@@ -235,7 +248,7 @@ func (h *Host[S, E]) decline(ctx context.Context, commandID string, deadline tim
 	case conflict.Actual < mine:
 		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, conflict.Actual, mine, persistence.ErrCorrupt)
 	}
-	h.log.Warn("journal is ahead of this activation; catching up before refusing", "state_version", mine, "journal_version", conflict.Actual)
+	h.log().Warn("journal is ahead of this activation; catching up before refusing", "state_version", mine, "journal_version", conflict.Actual)
 	return true, h.replay(ctx)
 }
 
@@ -257,7 +270,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 		s, recent, err := h.codec.DecodeSnapshot(snap.Data)
 		if err != nil || h.codec.Version(s) != snap.Version {
 			// A snapshot is only a shortcut: replay everything instead.
-			h.log.Warn("ignoring unreadable snapshot", "version", snap.Version, "err", err)
+			h.log().Warn("ignoring unreadable snapshot", "version", snap.Version, "err", err)
 		} else {
 			h.state = s
 			for _, id := range recent {
@@ -276,7 +289,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	if replayed > h.cfg.SnapshotEvery {
 		h.snapshot(ctx)
 	}
-	h.log.Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
+	h.log().Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
 	return nil
 }
 
@@ -313,7 +326,7 @@ func (h *Host[S, E]) snapshot(ctx context.Context) {
 		err = h.cfg.Store.SaveSnapshot(ctx, h.codec.Stream(h.id), persistence.Snapshot{Version: v, Data: data})
 	}
 	if err != nil {
-		h.log.Warn("snapshot not saved", "version", v, "err", err)
+		h.log().Warn("snapshot not saved", "version", v, "err", err)
 	}
 }
 
@@ -394,7 +407,7 @@ func (h *Host[S, E]) freshen(ctx context.Context) (bool, error) {
 	case v < mine:
 		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, v, mine, persistence.ErrCorrupt)
 	}
-	h.log.Warn("journal is ahead of this activation; catching up", "state_version", mine, "journal_version", v)
+	h.log().Warn("journal is ahead of this activation; catching up", "state_version", mine, "journal_version", v)
 	return true, h.replay(ctx)
 }
 
