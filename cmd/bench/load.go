@@ -25,6 +25,7 @@ type side struct {
 	token       string
 	idempotency bool
 	client      *http.Client
+	pid         int           // the server's process, for its CPU figure
 	keys        atomic.Uint64 // Idempotency-Key sequence
 	nonce       string        // makes keys unique across bench runs
 }
@@ -119,7 +120,11 @@ type roundResult struct {
 	P999ms    float64        `json:"p999_ms"`
 	MaxMs     float64        `json:"max_ms"`
 	Errors    map[string]int `json:"errors"` // by status ("503") or "transport"
-	hist      *hist
+	// CPU the server process and redis-server used in the window, per
+	// 2xx answer (0 when /proc could not be read).
+	ServerCPUusPerOp float64 `json:"server_cpu_us_per_op"`
+	RedisCPUusPerOp  float64 `json:"redis_cpu_us_per_op"`
+	hist             *hist
 }
 
 // run drives s with clients closed-loop workers: each sends its next
@@ -127,9 +132,11 @@ type roundResult struct {
 // the warm-up are not counted; from then on, those answered before the
 // window ends are: their 2xx count is the throughput, their 2xx latencies
 // the percentiles, every other answer an error by status.
-func run(ctx context.Context, s *side, w workload, clients int, warmup, window time.Duration) roundResult {
+func run(ctx context.Context, s *side, w workload, clients int, warmup, window time.Duration, redisPid int) roundResult {
 	start := time.Now()
 	measureFrom, measureTo := start.Add(warmup), start.Add(warmup+window)
+	cpu := make(chan [2]time.Duration, 1)
+	go func() { cpu <- cpuDuring(ctx, measureFrom, measureTo, s.pid, redisPid) }()
 	hists := make([]*hist, clients)
 	errs := make([]map[string]int, clients)
 	var wg sync.WaitGroup
@@ -174,7 +181,39 @@ func run(ctx context.Context, s *side, w workload, clients int, warmup, window t
 	res.OpsPerSec = float64(total.total) / window.Seconds()
 	res.P50ms, res.P99ms, res.P999ms = ms(total.quantile(0.50)), ms(total.quantile(0.99)), ms(total.quantile(0.999))
 	res.MaxMs = ms(time.Duration(total.max))
+	if used := <-cpu; total.total > 0 {
+		res.ServerCPUusPerOp = float64(used[0].Microseconds()) / float64(total.total)
+		res.RedisCPUusPerOp = float64(used[1].Microseconds()) / float64(total.total)
+	}
 	return res
+}
+
+// cpuDuring is the CPU each of pids used between from and to (0 for one
+// whose /proc could not be read).
+func cpuDuring(ctx context.Context, from, to time.Time, pids ...int) [2]time.Duration {
+	var out [2]time.Duration
+	read := func() (r [2]time.Duration, ok bool) {
+		ok = true
+		for i, pid := range pids[:2] {
+			d, err := cpuTime(pid)
+			if err != nil {
+				ok = false
+			}
+			r[i] = d
+		}
+		return r, ok
+	}
+	settle(ctx, time.Until(from))
+	before, ok1 := read()
+	settle(ctx, time.Until(to))
+	after, ok2 := read()
+	if !ok1 || !ok2 || ctx.Err() != nil {
+		return out
+	}
+	for i := range out {
+		out[i] = after[i] - before[i]
+	}
+	return out
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -182,6 +221,12 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // openAccounts opens n accounts named <prefix>-<i> with initial balance,
 // concurrency at a time, and returns their ids in order.
 func openAccounts(ctx context.Context, s *side, prefix string, n int, initial int64, concurrency int) ([]string, error) {
+	return openAccountsCounting(ctx, s, prefix, n, initial, concurrency, nil)
+}
+
+// openAccountsCounting is openAccounts adding each account opened to
+// counter (when not nil), for progress lines.
+func openAccountsCounting(ctx context.Context, s *side, prefix string, n int, initial int64, concurrency int, counter *atomic.Int64) ([]string, error) {
 	ids := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -214,6 +259,9 @@ func openAccounts(ctx context.Context, s *side, prefix string, n int, initial in
 					return
 				}
 				ids[i] = a.ID
+				if counter != nil {
+					counter.Add(1)
+				}
 			}
 		}()
 	}

@@ -77,8 +77,8 @@ func parseFlags(args []string) (options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&o.granary, "granary", "bin/granary", "granary binary")
 	fs.IntVar(&o.clients, "clients", 64, "closed-loop clients per round")
-	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "warm-up of each round (not counted)")
-	fs.DurationVar(&o.window, "window", 8*time.Second, "measured window of each round")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "warm-up of each round (not counted)")
+	fs.DurationVar(&o.window, "window", 7*time.Second, "measured window of each round")
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds per side and workload (A/B/A/B…)")
 	fs.IntVar(&o.accounts, "accounts", 1000, "accounts of the spread workloads, per side")
 	fs.IntVar(&o.memAccounts, "memory-accounts", 100000, "idle accounts activated for the memory figure (0 = skip)")
@@ -162,7 +162,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 		return err
 	}
 
-	_, redisURL, err := startRedis(ctx, ps)
+	redisProc, redisURL, err := startRedis(ctx, ps)
 	if err != nil {
 		return err
 	}
@@ -193,11 +193,11 @@ func runBench(ctx context.Context, args []string) (err error) {
 		res.Notes = append(res.Notes, "both log one line per request (Granary's access log at info, the baseline's slog line), to files")
 	}
 	if o.cpuProfile != "" && o.pprofAddr == "" {
-		logf("-cpuprofile-granary needs -pprof-addr: the node serves no pprof unless GRANARY_PPROF_ADDR is set, which cmd/granary does not read yet; no profile taken")
+		logf("-cpuprofile-granary needs -pprof-addr: the node serves pprof only on GRANARY_PPROF_ADDR; no profile taken")
 		o.cpuProfile = ""
 	}
 	if o.cpuProfile == "" {
-		res.Notes = append(res.Notes, "no CPU profile: the node exposes no pprof unless GRANARY_PPROF_ADDR is added to cmd/granary; then use -pprof-addr and -cpuprofile-granary")
+		res.Notes = append(res.Notes, "no CPU profile taken: pass -pprof-addr 127.0.0.1:<port> (given to the node as GRANARY_PPROF_ADDR) and -cpuprofile-granary <file>")
 	}
 	env := append(granaryEnv, "GRANARY_JWT_SECRET="+secret)
 	n := &node{ps: ps, bin: o.granary, env: env}
@@ -225,30 +225,34 @@ func runBench(ctx context.Context, args []string) (err error) {
 		newSide("baseline", "http://"+blAddr, "", userToken, false, o.clients),
 		newSide("granary", n.base, "/api/v1", userToken, true, o.clients),
 	}
+	sides[0].pid, sides[1].pid = bl.cmd.Process.Pid, n.proc.cmd.Process.Pid
 	admin := newSide("granary-admin", n.base, "", adminToken, false, 1)
 
-	if err := runWorkloads(ctx, o, res, sides, admin); err != nil {
+	if err := runWorkloads(ctx, o, res, sides, admin, redisProc.cmd.Process.Pid); err != nil {
 		return err
 	}
 	granary := sides[1]
-	if o.memAccounts > 0 {
-		logf("memory: restarting granary for a clean figure")
-		if _, err := n.restart(ctx); err != nil {
-			return fmt.Errorf("restart granary: %w", err)
-		}
-		granary.base, admin.base = n.base, n.base
-		granary.closeIdle()
-		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128); err != nil {
-			return fmt.Errorf("memory: %w", err)
-		}
-		logf("memory: %d accounts: RSS %.1f → %.1f MiB, %.0f B/account", res.Memory.Accounts, mib(res.Memory.RSSBefore), mib(res.Memory.RSSAfter), res.Memory.RSSPerAccount)
-	}
+	// Activation first: its restart also gives the memory figure a fresh
+	// process, and stopping a node that holds few grains is quick.
 	if o.actMany > 0 {
 		if res.Activation, err = measureActivation(ctx, n, granary, o.actFew, o.actMany, o.actFewAccounts, o.clients); err != nil {
 			return fmt.Errorf("activation: %w", err)
 		}
 		logf("activation: first GET %.1f ms at %d events, %.1f ms at %d events, warm %.1f ms",
 			res.Activation.FirstGetFew, o.actFew, res.Activation.FirstGetMany, o.actMany, res.Activation.WarmGetMs)
+	} else if o.memAccounts > 0 {
+		logf("memory: restarting granary for a clean figure")
+		if _, err := n.restart(ctx); err != nil {
+			return fmt.Errorf("restart granary: %w", err)
+		}
+		granary.base = n.base
+		granary.closeIdle()
+	}
+	if o.memAccounts > 0 {
+		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+		logf("memory: %d accounts: RSS %.1f → %.1f MiB, %.0f B/account", res.Memory.Accounts, mib(res.Memory.RSSBefore), mib(res.Memory.RSSAfter), res.Memory.RSSPerAccount)
 	}
 
 	res.FinishedAt = time.Now().UTC()
@@ -266,7 +270,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 
 // runWorkloads opens the accounts on both sides and runs every workload
 // A/B/A/B.
-func runWorkloads(ctx context.Context, o options, res *results, sides []*side, admin *side) error {
+func runWorkloads(ctx context.Context, o options, res *results, sides []*side, admin *side, redisPid int) error {
 	ids := map[string][]string{}
 	hot := map[string]string{}
 	for _, s := range sides {
@@ -308,7 +312,7 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 					profile = make(chan error, 1)
 					go func() { profile <- fetchProfile(ctx, o.pprofAddr, o.cpuProfile, o.warmup) }()
 				}
-				r := run(ctx, s, w, o.clients, o.warmup, o.window)
+				r := run(ctx, s, w, o.clients, o.warmup, o.window, redisPid)
 				r.Round = round
 				if profile != nil {
 					if err := <-profile; err != nil {
@@ -316,6 +320,7 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 						logf("cpu profile: %v", err)
 					} else {
 						res.CPUProfile = o.cpuProfile
+						res.Notes = append(res.Notes, "the first Granary round of deposits-1000 ran under a 5 s CPU profile (written to "+o.cpuProfile+")")
 						logf("cpu profile of granary written to %s", o.cpuProfile)
 					}
 				}
@@ -323,8 +328,8 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 					return ctx.Err()
 				}
 				wr.Rounds = append(wr.Rounds, r)
-				logf("%s %s round %d/%d: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, errors %s",
-					w.name, s.name, round, o.rounds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, errorsText(r.Errors))
+				logf("%s %s round %d/%d: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, cpu/op %.0f µs server + %.0f µs redis, errors %s",
+					w.name, s.name, round, o.rounds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUusPerOp, r.RedisCPUusPerOp, errorsText(r.Errors))
 			}
 		}
 		summarise(&wr)

@@ -112,7 +112,8 @@ func waitQuiet(ctx context.Context, admin *side, d time.Duration) (time.Duration
 	}
 }
 
-// measureMemory opens count accounts on a freshly started node and reads
+// measureMemory opens count accounts on a freshly started node (one that
+// has served only a handful of requests) and reads
 // its RSS (and heap, when /metrics has it) before and after. A warm-up of
 // the same requests on other accounts comes first, so code pages,
 // connection pools and the runtime's own structures are already in the
@@ -132,7 +133,7 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 	res.HeapInuseBefore, res.HeapMetricsAvailable = heapInuse(ctx, n.base)
 	progress := startProgress(ctx, "memory: opened", count)
 	t0 := time.Now()
-	_, err = openAccountsCounting(ctx, s, "mem", count, concurrency, progress.done)
+	_, err = openAccountsCounting(ctx, s, "mem", count, 0, concurrency, progress.done)
 	progress.stop()
 	if err != nil {
 		return nil, fmt.Errorf("open %d accounts: %w", count, err)
@@ -160,21 +161,6 @@ func settle(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// openAccountsCounting is openAccounts reporting each success to counter.
-func openAccountsCounting(ctx context.Context, s *side, prefix string, n, concurrency int, counter *atomic.Int64) ([]string, error) {
-	const chunk = 5000
-	ids := make([]string, 0, n)
-	for from := 0; from < n; from += chunk {
-		part, err := openAccounts(ctx, s, fmt.Sprintf("%s%d", prefix, from/chunk), min(chunk, n-from), 0, concurrency)
-		if err != nil {
-			return nil, err
-		}
-		counter.Add(int64(len(part)))
-		ids = append(ids, part...)
-	}
-	return ids, nil
 }
 
 // progress prints "<what> <done>/<total>" on stderr every 5 s.

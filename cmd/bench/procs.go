@@ -22,6 +22,7 @@ import (
 // and procs.stopAll ends every one of them on any exit path.
 type proc struct {
 	name string
+	log  string // where its stdout and stderr go
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
 	// addr receives the first address the process announces on stdout
@@ -85,7 +86,7 @@ func (ps *procs) start(name string, env []string, bin string, args ...string) (*
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), addr: make(chan string, 1)}
+	p := &proc{name: name, log: f.Name(), cmd: cmd, done: make(chan struct{}), addr: make(chan string, 1)}
 	ps.mu.Lock()
 	ps.all = append(ps.all, p)
 	ps.mu.Unlock()
@@ -136,11 +137,11 @@ func waitAddr(ctx context.Context, p *proc, d time.Duration) (string, error) {
 	case a := <-p.addr:
 		return a, nil
 	case <-p.done:
-		return "", fmt.Errorf("%s exited before listening (see its log)", p.name)
+		return "", fmt.Errorf("%s exited before listening (see %s)", p.name, p.log)
 	case <-ctx.Done():
 		return "", ctx.Err()
 	case <-time.After(d):
-		return "", fmt.Errorf("%s did not announce its address in %s", p.name, d)
+		return "", fmt.Errorf("%s did not announce its address in %s (see %s)", p.name, d, p.log)
 	}
 }
 
@@ -151,7 +152,7 @@ func waitHTTP(ctx context.Context, p *proc, url string, d time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		if !p.alive() {
-			return fmt.Errorf("%s exited (see its log)", p.name)
+			return fmt.Errorf("%s exited (see %s)", p.name, p.log)
 		}
 		resp, err := client.Get(url)
 		if err == nil {
@@ -168,7 +169,7 @@ func waitHTTP(ctx context.Context, p *proc, url string, d time.Duration) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready at %s after %s: %v", p.name, url, d, last)
+	return fmt.Errorf("%s not ready at %s after %s: %v (see %s)", p.name, url, d, last, p.log)
 }
 
 // freePort asks the kernel for a free loopback port. Another process
@@ -250,4 +251,37 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is the CPU (user + system) a process has used so far, from
+// /proc/<pid>/stat. On a machine others use too, CPU per request is a
+// steadier figure than requests per second.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read CPU time of %d: %w", pid, err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// count fields from the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ut, st int64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, fmt.Errorf("utime of %d: %w", pid, err)
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, fmt.Errorf("stime of %d: %w", pid, err)
+	}
+	return time.Duration(ut+st) * clockTick, nil
 }

@@ -59,6 +59,9 @@ type sideSummary struct {
 	P99ms        float64        `json:"p99_ms"`
 	P999ms       float64        `json:"p999_ms"`
 	Errors       map[string]int `json:"errors"`
+	// Mean CPU per 2xx answer of the side's server and of redis-server.
+	ServerCPUusPerOp float64 `json:"server_cpu_us_per_op"`
+	RedisCPUusPerOp  float64 `json:"redis_cpu_us_per_op"`
 }
 
 // ratio is Granary/baseline, taken per round (round i of Granary over
@@ -78,6 +81,10 @@ type workloadResult struct {
 	Granary         sideSummary   `json:"granary"`
 	ThroughputRatio ratio         `json:"throughput_ratio"`
 	P99Ratio        ratio         `json:"p99_ratio"`
+	// CPURatio compares CPU per answer, server and Redis together: the
+	// cost of a request, which others' load on the machine disturbs less
+	// than throughput.
+	CPURatio ratio `json:"cpu_per_op_ratio"`
 }
 
 type memoryResult struct {
@@ -115,12 +122,13 @@ func summarise(w *workloadResult) {
 		}
 	}
 	w.Baseline, w.Granary = sideOf(b), sideOf(g)
-	var tp, p99 []float64
+	var tp, p99, cpu []float64
 	for i := range min(len(b), len(g)) {
 		tp = append(tp, div(g[i].OpsPerSec, b[i].OpsPerSec))
 		p99 = append(p99, div(g[i].P99ms, b[i].P99ms))
+		cpu = append(cpu, div(g[i].ServerCPUusPerOp+g[i].RedisCPUusPerOp, b[i].ServerCPUusPerOp+b[i].RedisCPUusPerOp))
 	}
-	w.ThroughputRatio, w.P99Ratio = ratioOf(tp), ratioOf(p99)
+	w.ThroughputRatio, w.P99Ratio, w.CPURatio = ratioOf(tp), ratioOf(p99), ratioOf(cpu)
 }
 
 func sideOf(rs []roundResult) sideSummary {
@@ -134,6 +142,8 @@ func sideOf(rs []roundResult) sideSummary {
 		s.P50ms += r.P50ms / float64(len(rs))
 		s.P99ms += r.P99ms / float64(len(rs))
 		s.P999ms += r.P999ms / float64(len(rs))
+		s.ServerCPUusPerOp += r.ServerCPUusPerOp / float64(len(rs))
+		s.RedisCPUusPerOp += r.RedisCPUusPerOp / float64(len(rs))
 		s.OpsPerSecMin, s.OpsPerSecMax = min(s.OpsPerSecMin, r.OpsPerSec), max(s.OpsPerSecMax, r.OpsPerSec)
 		for k, v := range r.Errors {
 			s.Errors[k] += v
@@ -187,18 +197,20 @@ func errorsText(m map[string]int) string {
 // printTable writes the human-readable report.
 func printTable(w io.Writer, res *results) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tside\tops/s (min–max)\tp50 ms\tp99 ms\tp99.9 ms\terrors\t")
+	fmt.Fprintln(tw, "workload\tside\tops/s (min–max)\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/op server+redis\terrors\t")
 	for _, wl := range res.Workloads {
 		for _, s := range []struct {
 			name string
 			s    sideSummary
 		}{{"baseline", wl.Baseline}, {"granary", wl.Granary}} {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f (%.0f–%.0f)\t%.2f\t%.2f\t%.2f\t%s\t\n", wl.Name, s.name,
-				s.s.OpsPerSec, s.s.OpsPerSecMin, s.s.OpsPerSecMax, s.s.P50ms, s.s.P99ms, s.s.P999ms, errorsText(s.s.Errors))
+			fmt.Fprintf(tw, "%s\t%s\t%.0f (%.0f–%.0f)\t%.2f\t%.2f\t%.2f\t%.0f+%.0f\t%s\t\n", wl.Name, s.name,
+				s.s.OpsPerSec, s.s.OpsPerSecMin, s.s.OpsPerSecMax, s.s.P50ms, s.s.P99ms, s.s.P999ms,
+				s.s.ServerCPUusPerOp, s.s.RedisCPUusPerOp, errorsText(s.s.Errors))
 		}
-		fmt.Fprintf(tw, "%s\tgranary/baseline\t%.2fx (%.2f–%.2f)\t\tp99 %.2fx (%.2f–%.2f)\t\t\t\n", wl.Name,
+		fmt.Fprintf(tw, "%s\tgranary/baseline\t%.2fx (%.2f–%.2f)\t\tp99 %.2fx (%.2f–%.2f)\t\t%.2fx (%.2f–%.2f)\t\t\n", wl.Name,
 			wl.ThroughputRatio.Mean, wl.ThroughputRatio.Min, wl.ThroughputRatio.Max,
-			wl.P99Ratio.Mean, wl.P99Ratio.Min, wl.P99Ratio.Max)
+			wl.P99Ratio.Mean, wl.P99Ratio.Min, wl.P99Ratio.Max,
+			wl.CPURatio.Mean, wl.CPURatio.Min, wl.CPURatio.Max)
 	}
 	tw.Flush()
 	if m := res.Memory; m != nil {

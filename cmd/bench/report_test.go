@@ -14,8 +14,8 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func TestSummariseRatiosPerRound(t *testing.T) {
 	w := workloadResult{Name: "deposits-1000", Rounds: []roundResult{
-		{Side: "baseline", Round: 1, OpsPerSec: 1000, P99ms: 10, Errors: map[string]int{"503": 1}},
-		{Side: "granary", Round: 1, OpsPerSec: 1500, P99ms: 5},
+		{Side: "baseline", Round: 1, OpsPerSec: 1000, P99ms: 10, Errors: map[string]int{"503": 1}, ServerCPUusPerOp: 60, RedisCPUusPerOp: 40},
+		{Side: "granary", Round: 1, OpsPerSec: 1500, P99ms: 5, ServerCPUusPerOp: 150, RedisCPUusPerOp: 50},
 		{Side: "baseline", Round: 2, OpsPerSec: 2000, P99ms: 20},
 		{Side: "granary", Round: 2, OpsPerSec: 2000, P99ms: 30, Errors: map[string]int{"504": 2}},
 	}}
@@ -33,6 +33,10 @@ func TestSummariseRatiosPerRound(t *testing.T) {
 	// p99 ratios per round: 0.5 and 1.5.
 	if pr := w.P99Ratio; !near(pr.Mean, 1) || !near(pr.Min, 0.5) || !near(pr.Max, 1.5) {
 		t.Errorf("p99 ratio %+v", pr)
+	}
+	// CPU per op, server + Redis: 200/100 in round 1, nothing in round 2.
+	if cr := w.CPURatio; !near(cr.Rounds[0], 2) || !near(cr.Rounds[1], 0) {
+		t.Errorf("cpu ratio %+v", cr)
 	}
 	if got, want := summaryLine([]workloadResult{w}), "deposits vs baseline: throughput 1.25x, p99 1.00x"; got != want {
 		t.Errorf("summary line %q, want %q", got, want)
@@ -106,5 +110,21 @@ func TestMedian(t *testing.T) {
 		if got := median(c.in); !near(got, c.want) {
 			t.Errorf("median(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+func TestCPUTimeOfThisProcess(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("needs /proc")
+	}
+	d, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d < 0 {
+		t.Fatalf("negative CPU time %v", d)
+	}
+	if _, err := cpuTime(-1); err == nil {
+		t.Fatal("no error for a process that does not exist")
 	}
 }
