@@ -46,6 +46,7 @@ func NewStoreWithPartitions(t testing.TB, partitions int) persistence.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		_ = s.Close() // stops its group-commit writers
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		iter := client.Scan(ctx, 0, prefix+":*", 1000).Iterator()

@@ -33,6 +33,7 @@ func TestStorageDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = store.Close() })
 	h := newHarness(t, withClusterOptions(testkit.WithStore(store)))
 	alice := token(t, "alice")
 	a := h.open(alice, "DOWN-1", 100)

@@ -67,7 +67,7 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		args = append(args, encodeEvent(stream, expectedVersion+uint64(i)+1, e))
 	}
 
-	reply, err := appendScript.Run(ctx, s.client, keys, args...).Int64Slice()
+	reply, err := s.runAppend(ctx, stream, keys, args)
 	if err != nil {
 		return fail(classify(err, streamKey))
 	}
