@@ -253,6 +253,16 @@ func runBench(ctx context.Context, args []string) (err error) {
 			return fmt.Errorf("memory: %w", err)
 		}
 		logf("memory: %d accounts: RSS %.1f → %.1f MiB, %.0f B/account", res.Memory.Accounts, mib(res.Memory.RSSBefore), mib(res.Memory.RSSAfter), res.Memory.RSSPerAccount)
+		// Stopping a node that holds that many grains is a figure too
+		// (and done here, so nothing is printed after the last line).
+		t0 := time.Now()
+		stopErr := n.proc.stop(30 * time.Second)
+		res.Memory.StopS = time.Since(t0).Seconds()
+		if stopErr != nil {
+			res.Memory.StopKilled = true
+			res.Notes = append(res.Notes, fmt.Sprintf("granary holding %d activated accounts did not exit within 30s of SIGTERM and was killed", o.memAccounts))
+		}
+		logf("memory: granary stopped %.1fs after SIGTERM (killed: %v)", res.Memory.StopS, res.Memory.StopKilled)
 	}
 
 	res.FinishedAt = time.Now().UTC()

@@ -97,6 +97,10 @@ type memoryResult struct {
 	HeapInuseAfter       int64   `json:"heap_inuse_after_bytes,omitempty"`
 	HeapInusePerAccount  float64 `json:"heap_inuse_per_account_bytes,omitempty"`
 	HeapMetricsAvailable bool    `json:"heap_metrics_available"`
+	// StopS is SIGTERM to exit of the node holding these accounts;
+	// StopKilled says it had to be SIGKILLed after 30 s.
+	StopS      float64 `json:"stop_s"`
+	StopKilled bool    `json:"stop_killed"`
 }
 
 type activationResult struct {
@@ -218,6 +222,10 @@ func printTable(w io.Writer, res *results) {
 			m.Accounts, m.OpenS, mib(m.RSSBefore), mib(m.RSSAfter), m.RSSPerAccount)
 		if m.HeapMetricsAvailable {
 			fmt.Fprintf(w, "; heap in use %.1f → %.1f MiB = %.0f B/account", mib(m.HeapInuseBefore), mib(m.HeapInuseAfter), m.HeapInusePerAccount)
+		}
+		fmt.Fprintf(w, "; SIGTERM to exit %.1fs", m.StopS)
+		if m.StopKilled {
+			fmt.Fprint(w, " (killed after 30s)")
 		}
 		fmt.Fprintln(w)
 	}
