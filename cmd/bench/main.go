@@ -70,6 +70,7 @@ type options struct {
 	pprofAddr      string
 	keep           bool
 	accessLog      bool
+	idempotency    bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -90,6 +91,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.cpuProfile, "cpuprofile-granary", "", "write a 5 s CPU profile of the node, taken in the first Granary round of deposits-1000 (needs -pprof-addr)")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "host:port of the node's net/http/pprof (passed to it as GRANARY_PPROF_ADDR)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Redis data) after a successful run")
+	fs.BoolVar(&o.idempotency, "idempotency-keys", true, "send a unique Idempotency-Key with every change to Granary, as a real client would (false: measure without that cost)")
 	fs.BoolVar(&o.accessLog, "baseline-access-log", true, "the baseline logs one line per request, as Granary's node does")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -185,10 +187,14 @@ func runBench(ctx context.Context, args []string) (err error) {
 	res.Notes = append(res.Notes,
 		"GRANARY_RATE_LIMIT=0 on the node: the baseline does no rate limiting",
 		"same redis-server for both (AOF on, appendfsync everysec, --save '', auto AOF rewrite off); both verify the HS256 JWT on every request",
-		"Granary gets a unique Idempotency-Key on every deposit, transfer and open (a real client sends one; Granary records it in Redis); the baseline gets none",
 		"transfers: Granary runs a durable saga (withdraw, then deposit); the baseline one Lua script moving both balances atomically",
 		"ops/s counts 2xx answers in the window; percentiles are of 2xx answers; other statuses are listed as errors",
 		"before each round the bench waits until Granary's read-model projections have caught up (lag 0), so one round's catch-up does not run in the next round's window")
+	if o.idempotency {
+		res.Notes = append(res.Notes, "Granary gets a unique Idempotency-Key on every deposit, transfer and open (a real client sends one; Granary records it in Redis); the baseline gets none (-idempotency-keys=false to measure without)")
+	} else {
+		res.Notes = append(res.Notes, "-idempotency-keys=false: Granary got no Idempotency-Key (it makes a command id itself), like the baseline")
+	}
 	if o.accessLog {
 		res.Notes = append(res.Notes, "both log one line per request (Granary's access log at info, the baseline's slog line), to files")
 	}
@@ -223,7 +229,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 
 	sides := []*side{
 		newSide("baseline", "http://"+blAddr, "", userToken, false, o.clients),
-		newSide("granary", n.base, "/api/v1", userToken, true, o.clients),
+		newSide("granary", n.base, "/api/v1", userToken, o.idempotency, o.clients),
 	}
 	sides[0].pid, sides[1].pid = bl.cmd.Process.Pid, n.proc.cmd.Process.Pid
 	admin := newSide("granary-admin", n.base, "", adminToken, false, 1)
