@@ -113,6 +113,33 @@ type Settled[S any] struct {
 // (another activation wrote) the host catches up and all are retried; when
 // the outcome is unknown all are told so and the state reloads on next use.
 func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Settled[S] {
+	if err != nil || h.codec.Version(h.state) != b.base {
+		return h.settleFailed(ctx, b, err)
+	}
+	// The common path stays small: a grain's mailbox runs on a fresh
+	// goroutine each time, and a large frame here made most of them grow
+	// their stack (5 % of a member's CPU under load).
+	out := make([]Settled[S], len(b.cmds))
+	start := 0
+	for i, c := range b.cmds {
+		for _, ev := range b.events[start:b.ends[i]] {
+			h.state = h.codec.Apply(h.state, h.id, ev)
+		}
+		start = b.ends[i]
+		h.recent.Add(c.ID)
+		out[i].Outcome.State = h.state
+	}
+	if b.base/h.cfg.SnapshotEvery != h.codec.Version(h.state)/h.cfg.SnapshotEvery {
+		h.snapshot(ctx)
+	}
+	return out
+}
+
+// settleFailed is Settle for a batch that was not stored, or whose outcome
+// is unknown.
+//
+//go:noinline
+func (h *Host[S, E]) settleFailed(ctx context.Context, b *Batch[S, E], err error) []Settled[S] {
 	out := make([]Settled[S], len(b.cmds))
 	all := func(s Settled[S]) []Settled[S] {
 		for i := range out {
@@ -130,20 +157,6 @@ func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Se
 	var fence *persistence.FenceError
 	var dup *persistence.DuplicateError
 	switch {
-	case err == nil:
-		start := 0
-		for i, c := range b.cmds {
-			for _, ev := range b.events[start:b.ends[i]] {
-				h.state = h.codec.Apply(h.state, h.id, ev)
-			}
-			start = b.ends[i]
-			h.recent.Add(c.ID)
-			out[i] = Settled[S]{Outcome: Outcome[S]{State: h.state}}
-		}
-		if b.base/h.cfg.SnapshotEvery != h.codec.Version(h.state)/h.cfg.SnapshotEvery {
-			h.snapshot(ctx)
-		}
-		return out
 	case errors.As(err, &fence) && fence.Index >= 0 && fence.Index < len(out):
 		for i := range out {
 			out[i] = Settled[S]{Retry: true}
