@@ -89,6 +89,7 @@ type grain[S, E any, Req Request, Reply any] struct {
 	queue    []queued[Req]
 	inflight *Batch[S, E]
 	members  []queued[Req]
+	done     chan error // the result of inflight's append
 }
 
 // queued is a request waiting for its answer outside the mailbox.
@@ -98,11 +99,9 @@ type queued[Req any] struct {
 	conflicts int
 }
 
-// batchStored tells a grain that its batch's append returned.
-type batchStored struct {
-	batch any
-	err   error
-}
+// batchStored tells a grain that its batch's append returned; the result
+// is on the grain's done channel (so stopping can wait for it too).
+type batchStored struct{ batch any }
 
 // maxQueued bounds the requests one grain holds back; past it a request is
 // refused at once (503), so a client flooding one id cannot grow memory.
@@ -127,18 +126,37 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 		if g.inflight == nil || msg.batch != any(g.inflight) {
 			return
 		}
-		g.settle(ctx, msg.err)
+		g.settle(ctx, <-g.done)
 		g.drain(ctx)
 	case *actor.Stopping:
-		// Whoever still waits is told now rather than at their timeout.
-		for _, q := range g.members {
-			g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; the change may or may not be applied", g.kind.Name))
-		}
-		for _, q := range g.queue {
-			g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; not applied, retry", g.kind.Name))
-		}
-		g.queue, g.members, g.inflight = nil, nil, nil
+		g.stopping(ctx)
 	}
+}
+
+// stopping answers whoever still waits. The batch in flight is waited for
+// (bounded), so its members get the truth; requests not yet decided get a
+// dead-letter answer, on which Proto.Actor's cluster re-resolves the
+// identity and re-sends them to the grain's next activation, as it does
+// for requests that reached a stopped grain: a graceful leave costs
+// clients nothing.
+func (g *grain[S, E, Req, Reply]) stopping(ctx actor.Context) {
+	if g.inflight != nil {
+		select {
+		case err := <-g.done:
+			g.settle(ctx, err)
+		case <-time.After(g.cfg.StoreTimeout + time.Second):
+			for _, q := range g.members {
+				g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; the change may or may not be applied", g.kind.Name))
+			}
+			g.inflight, g.members = nil, nil
+		}
+	}
+	for _, q := range g.queue {
+		if q.sender != nil {
+			ctx.Send(q.sender, &actor.DeadLetterResponse{Target: ctx.Self()})
+		}
+	}
+	g.queue = nil
 }
 
 // drain answers the queued requests while no batch is in flight: those
@@ -206,7 +224,10 @@ func (g *grain[S, E, Req, Reply]) tryAdd(b *Batch[S, E], req Req) (added bool) {
 // launch appends b off the actor; the grain hears back as batchStored.
 func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], members []queued[Req]) {
 	g.inflight, g.members = b, members
-	store, self, root, timeout := g.host.Store(b), ctx.Self(), ctx.ActorSystem().Root, g.cfg.StoreTimeout
+	if g.done == nil {
+		g.done = make(chan error, 1)
+	}
+	store, self, root, timeout, done := g.host.Store(b), ctx.Self(), ctx.ActorSystem().Root, g.cfg.StoreTimeout, g.done
 	go func() {
 		var err error
 		defer func() {
@@ -214,7 +235,8 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 				// Unknown outcome, like any storage error: never a crash.
 				err = fmt.Errorf("append panicked: %v", r)
 			}
-			root.Send(self, &batchStored{batch: b, err: err})
+			done <- err
+			root.Send(self, &batchStored{batch: b})
 		}()
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
