@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -41,12 +40,21 @@ type gcStore struct {
 }
 
 func newGCStore(t testing.TB, srv server, opts GroupCommitOptions) gcStore {
+	return newScriptStore(t, srv, opts, tagSrc)
+}
+
+// newScriptStore is a store whose appends run src instead of append.lua.
+func newScriptStore(t testing.TB, srv server, opts GroupCommitOptions, src string) gcStore {
 	c, prefix := srv.connect(t)
 	s, err := New(c, Options{KeyPrefix: prefix, GroupCommit: opts})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	s.gc.script = goredis.NewScript(tagSrc)
+	// New's writers never started: nothing to stop.
+	if s.pipe, err = newPipe(c, opts, src); err != nil {
+		t.Fatal(err)
+	}
+	s.appendScript = goredis.NewScript(src)
 	t.Cleanup(func() { _ = s.Close() })
 	return gcStore{s, c, s.keys.prefix}
 }
@@ -74,79 +82,10 @@ func (g gcStore) list(t testing.TB, stream string) []int {
 	return out
 }
 
-// gate holds the writers' first batch until released, and records the
-// size of every batch.
-type gate struct {
-	entered chan struct{}
-	release chan struct{}
-	once    sync.Once
-	mu      sync.Mutex
-	sizes   []int
-}
-
-func holdFirstBatch(g gcStore) *gate {
-	gt := &gate{entered: make(chan struct{}), release: make(chan struct{})}
-	g.gc.beforeSend = func(n int) {
-		gt.mu.Lock()
-		gt.sizes = append(gt.sizes, n)
-		gt.mu.Unlock()
-		first := false
-		gt.once.Do(func() { first = true })
-		if first {
-			close(gt.entered)
-			<-gt.release
-		}
-	}
-	return gt
-}
-
-func (gt *gate) batches() []int {
-	gt.mu.Lock()
-	defer gt.mu.Unlock()
-	return slices.Clone(gt.sizes)
-}
-
-func waitFor(t testing.TB, d time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no %s within 10s", what)
-		panic("unreachable")
-	}
-}
-
-// queued waits until n appends wait in the only writer's queue.
-func (g gcStore) queued(t testing.TB, n int) {
-	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
-		if got := len(g.gc.shards[0].queue); got != n {
-			return fmt.Errorf("%d appends queued, want %d", got, n)
-		}
-		return nil
-	})
-}
-
 // preload caches the script so that batches are not re-sent after NOSCRIPT.
 func (g gcStore) preload(t testing.TB) {
 	t.Helper()
-	if err := g.gc.script.Load(t.Context(), g.client).Err(); err != nil {
+	if err := g.appendScript.Load(t.Context(), g.client).Err(); err != nil {
 		t.Fatalf("SCRIPT LOAD: %v", err)
 	}
 }
@@ -248,211 +187,27 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	})
 }
 
-// Appends that arrive while a pipeline is in flight go out together as the
-// next one.
-func TestGroupCommitBatches(t *testing.T) {
-	forEachServer(t, func(t *testing.T, srv server) {
-		g := newGCStore(t, srv, GroupCommitOptions{Shards: 1})
-		g.preload(t)
-		gt := holdFirstBatch(g)
-		first := g.pushAsync(t.Context(), "s0", -1, 0)
-		recv(t, gt.entered, "first batch")
-		var more []<-chan result
-		for i := 1; i <= 10; i++ {
-			more = append(more, g.pushAsync(t.Context(), "s"+strconv.Itoa(i), -1, i))
-		}
-		g.queued(t, 10)
-		close(gt.release)
-		for i, ch := range append([]<-chan result{first}, more...) {
-			r := recv(t, ch, "reply")
-			if r.err != nil || !slices.Equal(r.val, []int64{1, 1, int64(i)}) {
-				t.Fatalf("append %d: %v, %v", i, r.val, r.err)
-			}
-		}
-		if got := gt.batches(); !slices.Equal(got, []int{1, 10}) {
-			t.Fatalf("batch sizes %v, want [1 10]", got)
-		}
-		if p, a := g.GroupCommitStats(); p != 2 || a != 11 {
-			t.Fatalf("stats: %d pipelines, %d appends; want 2, 11", p, a)
-		}
-	})
-}
-
-// A batch never exceeds MaxBatch, and what is left goes next.
-func TestGroupCommitMaxBatch(t *testing.T) {
-	g := newGCStore(t, server{"miniredis", miniredisClient}, GroupCommitOptions{Shards: 1, MaxBatch: 4})
-	g.preload(t)
-	gt := holdFirstBatch(g)
-	var all []<-chan result
-	all = append(all, g.pushAsync(t.Context(), "s", -1, 0))
-	recv(t, gt.entered, "first batch")
-	for i := 1; i <= 9; i++ {
-		all = append(all, g.pushAsync(t.Context(), "s", -1, i))
-		g.queued(t, i) // one at a time: the queue order is known
-	}
-	close(gt.release)
-	for i, ch := range all {
-		if r := recv(t, ch, "reply"); r.err != nil || r.val[2] != int64(i) {
-			t.Fatalf("append %d: %v, %v", i, r.val, r.err)
-		}
-	}
-	if got := gt.batches(); !slices.Equal(got, []int{1, 4, 4, 1}) {
-		t.Fatalf("batch sizes %v, want [1 4 4 1]", got)
-	}
-	if got := g.list(t, "s"); !slices.Equal(got, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
-		t.Fatalf("s = %v", got)
-	}
-}
-
-// A caller who gives up while its append is in flight gets its context's
-// error; the append still runs, and before the caller's next append to the
-// stream. One who gives up while queued gets its error and is not sent.
-func TestGroupCommitCancel(t *testing.T) {
-	forEachServer(t, func(t *testing.T, srv server) {
-		g := newGCStore(t, srv, GroupCommitOptions{Shards: 1})
-		g.preload(t)
-
-		dead, cancel := context.WithCancel(t.Context())
-		cancel()
-		if _, err := g.push(dead, "s", -1, 99); !errors.Is(err, context.Canceled) {
-			t.Fatalf("append with a cancelled context: %v", err)
-		}
-
-		gt := holdFirstBatch(g)
-		ctxA, cancelA := context.WithCancel(t.Context())
-		a := g.pushAsync(ctxA, "s", -1, 1)
-		recv(t, gt.entered, "first batch")
-		cancelA()
-		if r := recv(t, a, "A's reply"); !errors.Is(r.err, context.Canceled) {
-			t.Fatalf("A in flight, cancelled: %v, %v", r.val, r.err)
-		}
-
-		ctxB, cancelB := context.WithCancel(t.Context())
-		b := g.pushAsync(ctxB, "s", -1, 2)
-		g.queued(t, 1)
-		cancelB()
-		if r := recv(t, b, "B's reply"); !errors.Is(r.err, context.Canceled) {
-			t.Fatalf("B queued, cancelled: %v, %v", r.val, r.err)
-		}
-
-		c := g.pushAsync(t.Context(), "s", -1, 3)
-		g.queued(t, 2) // B's entry is still in the queue, abandoned
-		close(gt.release)
-		if r := recv(t, c, "C's reply"); r.err != nil || !slices.Equal(r.val, []int64{1, 2, 3}) {
-			t.Fatalf("C: %v, %v", r.val, r.err)
-		}
-		if got := g.list(t, "s"); !slices.Equal(got, []int{1, 3}) {
-			t.Fatalf("s = %v, want [1 3]: A then C, B never sent", got)
-		}
-		if got := gt.batches(); !slices.Equal(got, []int{1, 1}) {
-			t.Fatalf("batch sizes %v, want [1 1]", got)
-		}
-	})
-}
-
-// Close fails queued appends with ErrClosed at once, stops the writers
-// (goleak in TestMain checks none is left) and later appends fail too.
-func TestGroupCommitClose(t *testing.T) {
-	forEachServer(t, func(t *testing.T, srv server) {
-		g := newGCStore(t, srv, GroupCommitOptions{Shards: 2})
-		g.preload(t)
-		gt := holdFirstBatch(g)
-		a := g.pushAsync(t.Context(), "s", -1, 1)
-		recv(t, gt.entered, "first batch")
-		// The queued appends go to the held writer: same stream.
-		b := g.pushAsync(t.Context(), "s", -1, 2)
-		c := g.pushAsync(t.Context(), "s", -1, 3)
-		waitFor(t, 10*time.Second, func() error {
-			n := 0
-			for _, s := range g.gc.shards {
-				n += len(s.queue)
-			}
-			if n != 2 {
-				return fmt.Errorf("%d queued", n)
-			}
-			return nil
-		})
-		closed := make(chan error, 1)
-		go func() { closed <- g.Close() }()
-		for _, ch := range []<-chan result{b, c} {
-			if r := recv(t, ch, "queued reply"); !errors.Is(r.err, persistence.ErrClosed) {
-				t.Fatalf("queued append after Close: %v, %v", r.val, r.err)
-			}
-		}
-		select {
-		case err := <-closed:
-			t.Fatalf("Close returned (%v) while a writer was busy", err)
-		default:
-		}
-		close(gt.release)
-		if err := recv(t, closed, "Close"); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		// A was taken but Close came before it was sent.
-		if r := recv(t, a, "A's reply"); !errors.Is(r.err, persistence.ErrClosed) {
-			t.Fatalf("A: %v, %v", r.val, r.err)
-		}
-		if _, err := g.push(t.Context(), "s", -1, 4); !errors.Is(err, persistence.ErrClosed) {
-			t.Fatalf("append after Close: %v", err)
-		}
-		if got := g.list(t, "s"); len(got) != 0 {
-			t.Fatalf("s = %v, want nothing sent", got)
-		}
-	})
-}
-
-// A store that never appended starts no writer; closing it is immediate.
-func TestGroupCommitLazy(t *testing.T) {
+// A closed store's appends fail with persistence.ErrClosed and send
+// nothing (the writers' Close and lazy start are redispipe's, tested
+// there; goleak in TestMain checks no writer outlives its store).
+func TestGroupCommitClosed(t *testing.T) {
 	g := newGCStore(t, server{"miniredis", miniredisClient}, GroupCommitOptions{})
-	if g.gc.started.Load() {
-		t.Fatal("writers started before the first append")
-	}
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.push(t.Context(), "s", -1, 1); !errors.Is(err, persistence.ErrClosed) {
 		t.Fatalf("append after Close: %v", err)
 	}
-	if g.gc.started.Load() {
-		t.Fatal("writers started after Close")
+	if st := g.pipe.Stats(); st.Pipelines != 0 {
+		t.Fatalf("%d pipelines sent after Close", st.Pipelines)
 	}
-}
-
-// A flushed script cache (or a restarted server) answers NOSCRIPT: the
-// writer loads the script and re-sends those appends, in their order.
-func TestGroupCommitNoScript(t *testing.T) {
-	forEachServer(t, func(t *testing.T, srv server) {
-		g := newGCStore(t, srv, GroupCommitOptions{Shards: 1})
-		g.gc.script = goredis.NewScript(tagSrc + "-- " + g.prefix) // a fresh hash on a shared server
-		if v, err := g.push(t.Context(), "s", 0, 1); err != nil || !slices.Equal(v, []int64{1, 1, 1}) {
-			t.Fatalf("first append on a cold cache: %v, %v", v, err)
-		}
-		if p, a := g.GroupCommitStats(); p != 2 || a != 1 {
-			t.Fatalf("stats: %d pipelines, %d appends; want 2 (NOSCRIPT, again), 1", p, a)
-		}
-		if err := g.client.ScriptFlush(t.Context()).Err(); err != nil {
-			t.Fatalf("SCRIPT FLUSH: %v", err)
-		}
-		gt := holdFirstBatch(g)
-		x := g.pushAsync(t.Context(), "s", 1, 2)
-		recv(t, gt.entered, "first batch")
-		y := g.pushAsync(t.Context(), "s", 2, 3)
-		g.queued(t, 1)
-		z := g.pushAsync(t.Context(), "s", 3, 4)
-		g.queued(t, 2)
-		close(gt.release)
-		for i, ch := range []<-chan result{x, y, z} {
-			if r := recv(t, ch, "reply"); r.err != nil || !slices.Equal(r.val, []int64{1, int64(i + 2), int64(i + 2)}) {
-				t.Fatalf("append %d after SCRIPT FLUSH: %v, %v", i+2, r.val, r.err)
-			}
-		}
-		if got := g.list(t, "s"); !slices.Equal(got, []int{1, 2, 3, 4}) {
-			t.Fatalf("s = %v", got)
-		}
-		if p, a := g.GroupCommitStats(); p != 5 || a != 4 {
-			t.Fatalf("stats: %d pipelines, %d appends; want 5, 4", p, a)
-		}
-	})
+	// The writers' own ErrClosed (of appends they refused, unsent) reads
+	// as persistence's.
+	h := newGCStore(t, server{"miniredis", miniredisClient}, GroupCommitOptions{})
+	_ = h.pipe.Close()
+	if _, err := h.push(t.Context(), "s", -1, 1); !errors.Is(err, persistence.ErrClosed) {
+		t.Fatalf("append on closed writers: %v", err)
+	}
 }
 
 // runAppend answers with the errors Script.Run does, so classify and
@@ -465,7 +220,7 @@ func TestGroupCommitErrorsAsScriptRun(t *testing.T) {
 			if err := g.client.Set(ctx, g.key("str"), "x", 0).Err(); err != nil {
 				t.Fatal(err)
 			}
-			_, direct := g.gc.script.Run(ctx, g.client, []string{g.key("str")}, -1, 1).Int64Slice()
+			_, direct := g.appendScript.Run(ctx, g.client, []string{g.key("str")}, -1, 1).Int64Slice()
 			_, grouped := g.push(ctx, "str", -1, 1)
 			if grouped == nil || direct == nil || grouped.Error() != direct.Error() {
 				t.Fatalf("Off=%v: runAppend says %v, Script.Run %v", opts.Off, grouped, direct)
@@ -479,61 +234,6 @@ func TestGroupCommitErrorsAsScriptRun(t *testing.T) {
 			}
 		}
 	})
-}
-
-// A pipeline lives no longer than its appends' latest deadline: one whose
-// callers have all given up is not run, and the writer goes on with the
-// next. (That a frozen server cannot hold a writer longer is go-redis
-// honouring the pipeline's context; cmd/granary's freeze test covers it.)
-func TestGroupCommitPipelineDeadline(t *testing.T) {
-	g := newGCStore(t, server{"miniredis", miniredisClient}, GroupCommitOptions{Shards: 1})
-	g.preload(t)
-	var held atomic.Bool
-	release := make(chan struct{})
-	g.gc.beforeSend = func(int) {
-		if held.CompareAndSwap(false, true) {
-			<-release
-		}
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	a := g.pushAsync(ctx, "s", -1, 1)
-	if r := recv(t, a, "reply"); !errors.Is(r.err, context.DeadlineExceeded) {
-		t.Fatalf("append past its deadline: %v, %v", r.val, r.err)
-	}
-	close(release) // its pipeline's deadline has passed too
-	if v, err := g.push(t.Context(), "s", -1, 2); err != nil || v[2] != 2 {
-		t.Fatalf("next append: %v, %v", v, err)
-	}
-	if got := g.list(t, "s"); !slices.Equal(got, []int{2}) {
-		t.Fatalf("s = %v: the expired pipeline must not run", got)
-	}
-}
-
-func TestPipelineContext(t *testing.T) {
-	now := time.Now()
-	at := func(d time.Duration) *pendingAppend {
-		ctx, cancel := context.WithDeadline(context.Background(), now.Add(d))
-		t.Cleanup(cancel)
-		return &pendingAppend{ctx: ctx}
-	}
-	none := &pendingAppend{ctx: context.Background()}
-	for _, tc := range []struct {
-		name  string
-		batch []*pendingAppend
-		want  time.Duration
-	}{
-		{"latest", []*pendingAppend{at(time.Second), at(3 * time.Second), at(2 * time.Second)}, 3 * time.Second},
-		{"capped", []*pendingAppend{at(time.Second), at(time.Hour)}, maxPipelineWait},
-		{"no deadline", []*pendingAppend{at(time.Second), none}, maxPipelineWait},
-	} {
-		ctx, cancel := pipelineContext(context.Background(), tc.batch)
-		d, _ := ctx.Deadline()
-		cancel()
-		if got := d.Sub(now); got < tc.want-time.Second || got > tc.want+time.Second {
-			t.Errorf("%s: deadline in %v, want %v", tc.name, got, tc.want)
-		}
-	}
 }
 
 func TestGroupCommitOptionsValidate(t *testing.T) {
@@ -574,8 +274,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 		shards int // 0: direct Script.Run
 	}{{"direct", 0}, {"group/shards=1", 1}, {"group/shards=4", 4}, {"group/shards=16", 16}} {
 		b.Run(mode.name, func(b *testing.B) {
-			g := newGCStore(b, server{"redis", realClient}, GroupCommitOptions{Shards: mode.shards})
-			g.gc.script = goredis.NewScript(benchSrc)
+			g := newScriptStore(b, server{"redis", realClient}, GroupCommitOptions{Shards: mode.shards}, benchSrc)
 			g.preload(b)
 			body := string(make([]byte, 256))
 			keysOf := make([][]string, streams)
@@ -592,7 +291,7 @@ func BenchmarkGroupCommit(b *testing.B) {
 					i := int(next.Add(1) % streams)
 					var err error
 					if mode.shards == 0 {
-						_, err = g.gc.script.Run(ctx, g.client, keysOf[i], body).Int64Slice()
+						_, err = g.appendScript.Run(ctx, g.client, keysOf[i], body).Int64Slice()
 					} else {
 						_, err = g.runAppend(ctx, "b"+strconv.Itoa(i), keysOf[i], []any{body})
 					}

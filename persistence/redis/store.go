@@ -19,6 +19,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"granary/internal/redispipe"
 	"granary/persistence"
 )
 
@@ -47,7 +48,12 @@ type Store struct {
 	partitions int
 	keys       keys
 	closed     atomic.Bool
-	gc         *groupCommit
+
+	// Appends: through pipe unless gcOff; appendScript is append.lua
+	// (tests use their own).
+	pipe         *redispipe.Pipeliner
+	gcOff        bool
+	appendScript *goredis.Script
 
 	// Read reply limits; tests shrink them to exercise chunked reads.
 	readChunk   int
@@ -72,17 +78,19 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultKeyPrefix
 	}
-	gcOpts, err := opts.GroupCommit.withDefaults()
+	pipe, err := newPipe(client, opts.GroupCommit, appendSrc)
 	if err != nil {
 		return nil, fmt.Errorf("redis store: %w", err)
 	}
 	return &Store{
-		client:      client,
-		gc:          newGroupCommit(client, gcOpts),
-		partitions:  opts.Partitions,
-		keys:        keys{prefix: opts.KeyPrefix},
-		readChunk:   readChunk,
-		replyBudget: replyBudget,
+		client:       client,
+		pipe:         pipe,
+		gcOff:        opts.GroupCommit.Off,
+		appendScript: appendScript,
+		partitions:   opts.Partitions,
+		keys:         keys{prefix: opts.KeyPrefix},
+		readChunk:    readChunk,
+		replyBudget:  replyBudget,
 	}, nil
 }
 
@@ -157,7 +165,7 @@ func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	s.gc.stop()
+	_ = s.pipe.Close() // always nil
 	if !s.ownsClient {
 		return nil
 	}
