@@ -52,8 +52,6 @@ func (s *side) nextKey(worker int) string {
 }
 func (s *side) withKey(change bool) bool { return change && s.idempotency }
 func (s *side) url(path string) string   { return s.base + path }
-func (s *side) String() string           { return s.name }
-func (s *side) isGranary() bool          { return s.name == "granary" }
 func (s *side) authHeader() string       { return "Bearer " + s.token }
 func (s *side) newReq(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
 	var r io.Reader
