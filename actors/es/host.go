@@ -43,10 +43,11 @@ type Config struct {
 	SnapshotEvery  uint64
 	RecentCommands int
 	Logger         *slog.Logger
-	// LogAttrs are added to Logger, with the stream, the first time the
-	// host logs: a With per activated grain cost more than its state
-	// (issue 10), and most grains never log.
-	LogAttrs []any
+	// LogKey (with the aggregate id as its value), MemberID and the stream
+	// are added to Logger the first time the host logs: a With per
+	// activated grain cost more than its state (issue 10), and most grains
+	// never log.
+	LogKey, MemberID string
 }
 
 // maxRetries bounds how often one command is decided again after the
@@ -60,18 +61,25 @@ const replayBatch = 1000
 // not safe for concurrent use: it lives inside one actor.
 type Host[S, E any] struct {
 	codec  *Codec[S, E]
-	cfg    Config
+	cfg    *Config // shared by every host of a kind
 	id     string
 	logger *slog.Logger // see log
 	state  S
-	recent *recentCommands
+	recent recentCommands
 	loaded bool
 }
 
 // NewHost returns a host for aggregate id; nothing is loaded until the
 // first Execute or Load.
 func NewHost[S, E any](codec *Codec[S, E], cfg Config, id string) *Host[S, E] {
-	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: newRecentCommands(cfg.RecentCommands)}
+	return NewSharedHost(codec, &cfg, id)
+}
+
+// NewSharedHost is NewHost for hosts that share one cfg, which must not
+// change afterwards: a grain kind's thousands of activations need not
+// each carry a copy.
+func NewSharedHost[S, E any](codec *Codec[S, E], cfg *Config, id string) *Host[S, E] {
+	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: recentCommands{limit: cfg.RecentCommands}}
 }
 
 // Logger is the host's logger, with its grain's attributes and stream.
@@ -79,7 +87,14 @@ func (h *Host[S, E]) Logger() *slog.Logger { return h.log() }
 
 func (h *Host[S, E]) log() *slog.Logger {
 	if h.logger == nil {
-		h.logger = h.cfg.Logger.With(append(h.cfg.LogAttrs, "stream", h.codec.Stream(h.id))...)
+		attrs := make([]any, 0, 6)
+		if h.cfg.LogKey != "" {
+			attrs = append(attrs, h.cfg.LogKey, h.id)
+		}
+		if h.cfg.MemberID != "" {
+			attrs = append(attrs, "member", h.cfg.MemberID)
+		}
+		h.logger = h.cfg.Logger.With(append(attrs, "stream", h.codec.Stream(h.id))...)
 	}
 	return h.logger
 }
@@ -260,7 +275,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	}
 	var zero S
 	h.state = zero
-	h.recent = newRecentCommands(h.cfg.RecentCommands)
+	h.recent = recentCommands{limit: h.cfg.RecentCommands}
 	stream := h.codec.Stream(h.id)
 	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)
 	if err != nil {
@@ -289,7 +304,10 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	if replayed > h.cfg.SnapshotEvery {
 		h.snapshot(ctx)
 	}
-	h.log().Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
+	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		// Guarded: building the logger costs an idle grain ~300 B.
+		h.log().Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
+	}
 	return nil
 }
 

@@ -31,7 +31,7 @@ func (g *grain) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
 		g.id = msg.Identity.GetIdentity()
-		g.host = es.NewHost(g.codec, g.cfg.HostConfig("saga", g.def.Kind+"/"+g.id), g.id)
+		g.host = es.NewHost(g.codec, g.cfg.HostConfig("saga"), g.id)
 		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
 	case *actor.ReceiveTimeout:
 		// A saga with work left stays active: it passivates only when done
