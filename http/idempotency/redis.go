@@ -10,6 +10,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"granary/internal/redispipe"
 )
 
 var _ Store = (*RedisStore)(nil)
@@ -34,16 +36,62 @@ var (
 // "D|<fingerprint>|<response JSON>" once final.
 type RedisStore struct {
 	client goredis.UniversalClient
+	// pipe, when set, sends the scripts of all requests in pipelines (see
+	// NewPipelinedRedisStore); nil, or closed, they go to client.
+	pipe   *redispipe.Pipeliner
 	prefix string
 }
 
 // NewRedisStore keeps records under "<prefix>:idempotency:<key>"; the
-// caller keeps owning client.
+// caller keeps owning client. Each operation is a round trip of its own.
 func NewRedisStore(client goredis.UniversalClient, prefix string) (*RedisStore, error) {
 	if client == nil {
 		return nil, errors.New("idempotency: nil Redis client")
 	}
 	return &RedisStore{client: client, prefix: prefix + ":idempotency:"}, nil
+}
+
+// NewPipelinedRedisStore is NewRedisStore whose operations, from all
+// requests, go to Redis together in pipelines (a redispipe.Pipeliner over
+// client with its defaults): one round trip per batch rather than per
+// operation. Every operation still honours its own ctx, so a frozen Redis
+// fails it within its deadline. Close stops the pipeline's goroutines
+// (started by the first operation).
+func NewPipelinedRedisStore(client goredis.UniversalClient, prefix string) (*RedisStore, error) {
+	s, err := NewRedisStore(client, prefix)
+	if err != nil {
+		return nil, err
+	}
+	if s.pipe, err = redispipe.New(client, redispipe.Options{Scripts: []string{claimLua, completeLua, releaseLua}}); err != nil {
+		return nil, fmt.Errorf("idempotency: %w", err)
+	}
+	return s, nil
+}
+
+// Close stops the pipeline of a NewPipelinedRedisStore, cancelling the
+// operations in flight (their outcome is unknown, as for a lost
+// connection). The store stays usable: operations queued at Close and
+// later ones go to Redis one round trip each, so requests a gateway is
+// still draining when it closes its store finish. It never fails, and
+// does nothing for a NewRedisStore.
+func (s *RedisStore) Close() error {
+	if s.pipe == nil {
+		return nil
+	}
+	return s.pipe.Close()
+}
+
+// run runs script through the pipeline if there is one and it is open,
+// else on the client.
+func (s *RedisStore) run(ctx context.Context, script *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+	if s.pipe != nil {
+		cmd := script.Run(ctx, s.pipe, keys, args...)
+		if !errors.Is(cmd.Err(), redispipe.ErrClosed) {
+			return cmd
+		}
+		// Refused unsent: the store was closed.
+	}
+	return script.Run(ctx, s.client, keys, args...)
 }
 
 // claimAttempts bounds the retries of a claim whose blocking record
@@ -55,7 +103,7 @@ func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pending
 	rkey := s.prefix + key
 	for range claimAttempts {
 		token := newToken()
-		res, err := claimScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token)+fingerprint, pendingTTL.Milliseconds()).Slice()
+		res, err := s.run(ctx, claimScript, []string{rkey}, pendingPrefix(token)+fingerprint, pendingTTL.Milliseconds()).Slice()
 		if err != nil {
 			return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
 		}
@@ -83,7 +131,7 @@ func (s *RedisStore) Complete(ctx context.Context, key, token string, resp Respo
 	if err != nil {
 		return fmt.Errorf("complete idempotency key %s: encode response: %w", rkey, err)
 	}
-	n, err := completeScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token), string(body), ttl.Milliseconds()).Int()
+	n, err := s.run(ctx, completeScript, []string{rkey}, pendingPrefix(token), string(body), ttl.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("complete idempotency key %s: %w", rkey, err)
 	}
@@ -96,7 +144,7 @@ func (s *RedisStore) Complete(ctx context.Context, key, token string, resp Respo
 // Release implements Store.
 func (s *RedisStore) Release(ctx context.Context, key, token string) error {
 	rkey := s.prefix + key
-	if err := releaseScript.Run(ctx, s.client, []string{rkey}, pendingPrefix(token)).Err(); err != nil {
+	if err := s.run(ctx, releaseScript, []string{rkey}, pendingPrefix(token)).Err(); err != nil {
 		return fmt.Errorf("release idempotency key %s: %w", rkey, err)
 	}
 	return nil
