@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -44,8 +45,8 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		req := c.Request()
-		log := g.deps.Logger.With("request_id", c.Response().Header().Get(echo.HeaderXRequestID))
-		c.SetRequest(req.WithContext(reqlog.With(req.Context(), log)))
+		id := c.Response().Header().Get(echo.HeaderXRequestID)
+		c.SetRequest(req.WithContext(reqlog.With(req.Context(), g.deps.Logger, id)))
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
@@ -56,11 +57,13 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = unmatchedRoute
 		}
 		g.metrics.observe(req.Method, route, status, took)
-		log.Info("request",
-			"method", req.Method, "path", req.URL.Path, "route", route, "status", status,
-			"latency_ms", float64(took)/float64(time.Millisecond),
-			"client", ratelimit.ClientAddr(req, g.cfg.TrustedProxies).String(),
-			"served_by", c.Response().Header().Get(headerServedBy))
+		// Typed attributes: the access line is on every request's path.
+		g.deps.Logger.LogAttrs(req.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", id),
+			slog.String("method", req.Method), slog.String("path", req.URL.Path), slog.String("route", route), slog.Int("status", status),
+			slog.Float64("latency_ms", float64(took)/float64(time.Millisecond)),
+			slog.String("client", ratelimit.ClientAddr(req, g.cfg.TrustedProxies).String()),
+			slog.String("served_by", c.Response().Header().Get(headerServedBy)))
 		return nil
 	}
 }

@@ -143,8 +143,8 @@ func TestHandlerLogsWithRequestLogger(t *testing.T) {
 	var fallback, scoped strings.Builder
 	e := echo.New()
 	req := httptest.NewRequest("GET", "/x", nil)
-	reqLog := slog.New(slog.NewTextHandler(&scoped, nil)).With("request_id", "scoped-1")
-	req = req.WithContext(reqlog.With(req.Context(), reqLog))
+	reqLog := slog.New(slog.NewTextHandler(&scoped, nil))
+	req = req.WithContext(reqlog.With(req.Context(), reqLog, "scoped-1"))
 	c := e.NewContext(req, httptest.NewRecorder())
 	problem.Handler(slog.New(slog.NewTextHandler(&fallback, nil)))(errors.New("boom"), c)
 	if !strings.Contains(scoped.String(), "request_id=scoped-1") || !strings.Contains(scoped.String(), "boom") || fallback.Len() != 0 {

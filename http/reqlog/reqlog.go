@@ -1,6 +1,6 @@
-// Package reqlog carries a request-scoped logger in a context, so every log
-// line about one request (access log, error handler, handlers) names the
-// same request id without each caller having to pass it along.
+// Package reqlog carries a request's id in its context, so every log line
+// about one request (access log, error handler, handlers) names the same
+// request id without each caller having to pass it along.
 package reqlog
 
 import (
@@ -10,16 +10,25 @@ import (
 
 type ctxKey struct{}
 
-// With returns ctx carrying log.
-func With(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, ctxKey{}, log)
+type entry struct {
+	base *slog.Logger
+	id   string
 }
 
-// From returns the logger ctx carries, or fallback when it carries none
-// (a request that never went through the gateway's middleware).
+// With returns ctx carrying the request id and the logger to name it
+// with. The request's logger is built only when something logs through
+// it (From): a With per request cost every request a handler clone, and
+// most requests log nothing but their access line.
+func With(ctx context.Context, base *slog.Logger, requestID string) context.Context {
+	return context.WithValue(ctx, ctxKey{}, entry{base, requestID})
+}
+
+// From returns a logger naming the request ctx carries, or fallback when it
+// carries none (a request that never went through the gateway's
+// middleware).
 func From(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if l, ok := ctx.Value(ctxKey{}).(*slog.Logger); ok && l != nil {
-		return l
+	if e, ok := ctx.Value(ctxKey{}).(entry); ok && e.base != nil {
+		return e.base.With("request_id", e.id)
 	}
 	return fallback
 }
