@@ -29,6 +29,9 @@ type Gateway struct {
 	metrics  *httpMetrics
 	limiter  *ratelimit.Limiter
 	idem     *idempotency.Middleware
+	// ownIdem is the store the gateway built (nil if Deps gave one):
+	// Close closes it.
+	ownIdem *idempotency.RedisStore
 	// routeSet holds the registered route templates: the only values of
 	// the route label.
 	routeSet map[string]bool
@@ -90,9 +93,10 @@ func (g *Gateway) buildMiddleware() error {
 	switch {
 	case store != nil:
 	case g.deps.Redis != nil:
-		if store, err = idempotency.NewRedisStore(g.deps.Redis, g.cfg.KeyPrefix); err != nil {
+		if g.ownIdem, err = idempotency.NewPipelinedRedisStore(g.deps.Redis, g.cfg.KeyPrefix); err != nil {
 			return fmt.Errorf("gateway: %w", err)
 		}
+		store = g.ownIdem
 	default:
 		g.deps.Logger.Warn("idempotency records are kept in this process only: no Redis configured")
 		store = idempotency.NewMemoryStore(0, nil)

@@ -144,11 +144,16 @@ func ids(ms []*pcluster.Member) []string {
 	return out
 }
 
-// Close ends every open stream and the tailer. Shutdown calls it; tests
-// serving Handler() directly call it themselves.
+// Close ends every open stream and the tailer, and stops the pipeline of
+// the idempotency store the gateway built (requests still draining then go
+// to Redis a round trip each). Shutdown calls it; tests serving Handler()
+// directly call it themselves.
 func (g *Gateway) Close() {
 	g.streams.cancel()
 	g.streams.wg.Wait()
+	if g.ownIdem != nil {
+		_ = g.ownIdem.Close() // never fails
+	}
 }
 
 // streamContext ends when the client goes or the gateway closes.
