@@ -171,8 +171,12 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // Shutdown stops accepting requests and waits for those in flight until
 // ctx ends.
 func (g *Gateway) Shutdown(ctx context.Context) error {
-	g.Close() // open streams would otherwise hold the shutdown until ctx ends
-	if err := g.srv.Shutdown(ctx); err != nil {
+	g.closeStreams() // open streams would otherwise hold the shutdown until ctx ends
+	err := g.srv.Shutdown(ctx)
+	// After the requests in flight drained: one cut midway through its
+	// idempotency call would answer 503 or leave its record pending.
+	g.closeIdempotency()
+	if err != nil {
 		return fmt.Errorf("gateway shutdown: %w", err)
 	}
 	return nil

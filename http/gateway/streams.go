@@ -149,8 +149,16 @@ func ids(ms []*pcluster.Member) []string {
 // to Redis a round trip each). Shutdown calls it; tests serving Handler()
 // directly call it themselves.
 func (g *Gateway) Close() {
+	g.closeStreams()
+	g.closeIdempotency()
+}
+
+func (g *Gateway) closeStreams() {
 	g.streams.cancel()
 	g.streams.wg.Wait()
+}
+
+func (g *Gateway) closeIdempotency() {
 	if g.ownIdem != nil {
 		_ = g.ownIdem.Close() // never fails
 	}
