@@ -161,5 +161,5 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 // throughput edge does not show; services, which take every member's
 // traffic, keep the default.
 func lightMailbox(props *actor.Props) *actor.Props {
-	return props.Configure(actor.WithMailbox(actor.UnboundedLockfree()))
+	return props.Configure(actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(grainDispatcher))
 }

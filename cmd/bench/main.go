@@ -178,9 +178,16 @@ func runBench(ctx context.Context, args []string) (err error) {
 		// speed would be throttled at 600/min.
 		"GRANARY_RATE_LIMIT=0",
 	}
-	if o.pprofAddr != "" {
-		granaryEnv = append(granaryEnv, "GRANARY_PPROF_ADDR="+o.pprofAddr)
+	if o.pprofAddr == "" {
+		// pprof also lets the memory phase force a GC and read the live
+		// heap, so it is always on (loopback only).
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("pprof port: %w", err)
+		}
+		o.pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
+	granaryEnv = append(granaryEnv, "GRANARY_PPROF_ADDR="+o.pprofAddr)
 	res.Config = benchConfig{Clients: o.clients, WarmupS: o.warmup.Seconds(), WindowS: o.window.Seconds(), Rounds: o.rounds,
 		Accounts: o.accounts, MemoryAccounts: o.memAccounts, ActivationFew: o.actFew, ActivationMany: o.actMany,
 		RedisFsync: "everysec", GranaryEnv: granaryEnv}
@@ -198,12 +205,8 @@ func runBench(ctx context.Context, args []string) (err error) {
 	if o.accessLog {
 		res.Notes = append(res.Notes, "both log one line per request (Granary's access log at info, the baseline's slog line), to files")
 	}
-	if o.cpuProfile != "" && o.pprofAddr == "" {
-		logf("-cpuprofile-granary needs -pprof-addr: the node serves pprof only on GRANARY_PPROF_ADDR; no profile taken")
-		o.cpuProfile = ""
-	}
 	if o.cpuProfile == "" {
-		res.Notes = append(res.Notes, "no CPU profile taken: pass -pprof-addr 127.0.0.1:<port> (given to the node as GRANARY_PPROF_ADDR) and -cpuprofile-granary <file>")
+		res.Notes = append(res.Notes, "no CPU profile taken: pass -cpuprofile-granary <file>")
 	}
 	env := append(granaryEnv, "GRANARY_JWT_SECRET="+secret)
 	n := &node{ps: ps, bin: o.granary, env: env}
@@ -255,7 +258,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 		granary.closeIdle()
 	}
 	if o.memAccounts > 0 {
-		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128); err != nil {
+		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128, o.pprofAddr); err != nil {
 			return fmt.Errorf("memory: %w", err)
 		}
 		logf("memory: %d accounts: RSS %.1f → %.1f MiB, %.0f B/account", res.Memory.Accounts, mib(res.Memory.RSSBefore), mib(res.Memory.RSSAfter), res.Memory.RSSPerAccount)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"slices"
@@ -55,6 +56,12 @@ func (n *node) restart(ctx context.Context) (time.Duration, error) {
 // heapInuse reads go_memstats_heap_inuse_bytes from the node's /metrics;
 // ok is false when the node does not expose it.
 func heapInuse(ctx context.Context, base string) (int64, bool) {
+	return metricValue(ctx, base, "go_memstats_heap_inuse_bytes ")
+}
+
+// metricValue reads the sample starting with prefix from the node's
+// /metrics.
+func metricValue(ctx context.Context, base, prefix string) (int64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
@@ -69,7 +76,7 @@ func heapInuse(ctx context.Context, base string) (int64, bool) {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 			return int64(f), err == nil
 		}
@@ -119,7 +126,7 @@ func waitQuiet(ctx context.Context, admin *side, d time.Duration) (time.Duration
 // connection pools and the runtime's own structures are already in the
 // "before" figure. The accounts stay activated: they passivate only after
 // GRANARY_GRAIN_IDLE_TIMEOUT (5 m), well after the reading.
-func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int) (*memoryResult, error) {
+func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int, pprofAddr string) (*memoryResult, error) {
 	if _, err := openAccounts(ctx, s, "memwarm", 2000, 0, concurrency); err != nil {
 		return nil, fmt.Errorf("memory warm-up: %w", err)
 	}
@@ -131,6 +138,10 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 		return nil, err
 	}
 	res.HeapInuseBefore, res.HeapMetricsAvailable = heapInuse(ctx, n.base)
+	res.LiveHeapBefore, _ = liveHeap(ctx, n.base, pprofAddr)
+	if res.RSSBefore, err = vmRSS(pid); err != nil { // after that GC, like RSSAfterGC
+		return nil, err
+	}
 	progress := startProgress(ctx, "memory: opened", count)
 	t0 := time.Now()
 	_, err = openAccountsCounting(ctx, s, "mem", count, 0, concurrency, progress.done)
@@ -151,7 +162,37 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 	} else {
 		res.HeapMetricsAvailable = false
 	}
+	// The fixed cost of an idle account, apart from the collector's
+	// headroom: with GOGC=100 Go lets the heap grow to twice what is live
+	// before collecting, and keeps about that much resident.
+	if after, ok := liveHeap(ctx, n.base, pprofAddr); ok && res.LiveHeapBefore > 0 {
+		res.LiveHeapAfter = after
+		res.LiveHeapPerAccount = float64(after-res.LiveHeapBefore) / float64(count)
+		// And what stays resident once the collector has run.
+		if rss, err := vmRSS(pid); err == nil {
+			res.RSSAfterGC = rss
+			res.RSSAfterGCPerAccount = float64(rss-res.RSSBefore) / float64(count)
+		}
+	}
 	return res, nil
+}
+
+// liveHeap forces a GC on the node (pprof's heap profile with gc=1) and
+// reads go_memstats_heap_alloc_bytes: what is live.
+func liveHeap(ctx context.Context, base, pprofAddr string) (int64, bool) {
+	c, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(c, http.MethodGet, "http://"+pprofAddr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return metricValue(ctx, base, "go_memstats_heap_alloc_bytes ")
 }
 
 // settle waits d (or until ctx ends): a measuring pause, not a test's

@@ -97,6 +97,15 @@ type memoryResult struct {
 	HeapInuseAfter       int64   `json:"heap_inuse_after_bytes,omitempty"`
 	HeapInusePerAccount  float64 `json:"heap_inuse_per_account_bytes,omitempty"`
 	HeapMetricsAvailable bool    `json:"heap_metrics_available"`
+	// Live heap (go_memstats_heap_alloc_bytes right after a forced GC)
+	// before and after, and RSS after that GC: the fixed cost without
+	// the collector's headroom (GOGC=100 lets the heap reach twice what
+	// is live).
+	LiveHeapBefore       int64   `json:"live_heap_before_bytes,omitempty"`
+	LiveHeapAfter        int64   `json:"live_heap_after_bytes,omitempty"`
+	LiveHeapPerAccount   float64 `json:"live_heap_per_account_bytes,omitempty"`
+	RSSAfterGC           int64   `json:"rss_after_gc_bytes,omitempty"`
+	RSSAfterGCPerAccount float64 `json:"rss_after_gc_per_account_bytes,omitempty"`
 	// StopS is SIGTERM to exit of the node holding these accounts;
 	// StopKilled says it had to be SIGKILLed after 30 s.
 	StopS      float64 `json:"stop_s"`
@@ -222,6 +231,9 @@ func printTable(w io.Writer, res *results) {
 			m.Accounts, m.OpenS, mib(m.RSSBefore), mib(m.RSSAfter), m.RSSPerAccount)
 		if m.HeapMetricsAvailable {
 			fmt.Fprintf(w, "; heap in use %.1f → %.1f MiB = %.0f B/account", mib(m.HeapInuseBefore), mib(m.HeapInuseAfter), m.HeapInusePerAccount)
+		}
+		if m.LiveHeapPerAccount > 0 {
+			fmt.Fprintf(w, "; after a forced GC: live heap %.0f B/account, RSS %.0f B/account", m.LiveHeapPerAccount, m.RSSAfterGCPerAccount)
 		}
 		fmt.Fprintf(w, "; SIGTERM to exit %.1fs", m.StopS)
 		if m.StopKilled {
