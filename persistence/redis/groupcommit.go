@@ -49,13 +49,13 @@ const (
 // newPipe returns the append writers of client running script (append.lua;
 // tests use their own). They start with the first append, so a Store that
 // never appends starts no goroutine, and stop in Close.
-func newPipe(client goredis.UniversalClient, o GroupCommitOptions, script string) (*redispipe.Pipeliner, error) {
+func newPipe(client goredis.UniversalClient, o GroupCommitOptions, scripts ...string) (*redispipe.Pipeliner, error) {
 	p, err := redispipe.New(client, redispipe.Options{
 		Shards:         o.Shards,
 		MaxBatch:       o.MaxBatch,
 		Queue:          o.Queue,
 		IgnoreHashTags: true,
-		Scripts:        []string{script},
+		Scripts:        scripts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("GroupCommit: %w: %w", err, persistence.ErrInvalid)

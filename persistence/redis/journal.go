@@ -9,6 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"granary/internal/redispipe"
 	"granary/persistence"
 )
 
@@ -217,11 +218,23 @@ func (s *Store) StreamVersion(ctx context.Context, stream string) (uint64, error
 		return 0, fmt.Errorf("version of %s: %w", stream, err)
 	}
 	key := s.keys.stream(s.PartitionOf(stream), stream)
-	n, err := s.client.LLen(ctx, key).Uint64()
+	var n int64
+	var err error
+	if s.gcOff {
+		n, err = s.client.LLen(ctx, key).Result()
+	} else {
+		// Every read of an account asks this (freshen): through the
+		// journal's pipelines it shares round trips with the others, and
+		// it queues behind the stream's own appends.
+		n, err = streamVersionScript.Run(ctx, s.pipe, []string{key}).Int64()
+		if errors.Is(err, redispipe.ErrClosed) {
+			err = persistence.ErrClosed
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("version of %s: %w", stream, classify(err, key))
 	}
-	return n, nil
+	return uint64(n), nil
 }
 
 // ReadPartition implements persistence.Journal with read_partition.lua,

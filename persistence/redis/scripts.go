@@ -25,6 +25,10 @@ var (
 	readPartitionSrc    string
 	readPartitionScript = goredis.NewScript(readPartitionSrc)
 
+	//go:embed stream_version.lua
+	streamVersionSrc    string
+	streamVersionScript = goredis.NewScript(streamVersionSrc)
+
 	//go:embed snapshot.lua
 	snapshotSrc    string
 	snapshotScript = goredis.NewScript(snapshotSrc)
