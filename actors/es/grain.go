@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
+	"granary/internal/warm"
 	"granary/messages"
 	"granary/persistence"
 )
@@ -115,6 +116,10 @@ type queued[Req any] struct {
 // batchStored tells a grain that its batch's append returned; the result
 // is on the grain's done channel (so stopping can wait for it too).
 type batchStored struct{ batch any }
+
+// appenders run the grains' batch appends on warm goroutines: a fresh one
+// per batch grew its stack through go-redis on every append.
+var appenders = warm.New(256, warm.DefaultIdle)
 
 // maxQueued bounds the requests one grain holds back; past it a request is
 // refused at once (503), so a client flooding one id cannot grow memory.
@@ -247,7 +252,7 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 		g.p.done = make(chan error, 1)
 	}
 	store, self, root, timeout, done := g.host.Store(b), ctx.Self(), ctx.ActorSystem().Root, g.cfg.StoreTimeout, g.p.done
-	go func() {
+	appenders.Go(func() {
 		var err error
 		defer func() {
 			if r := recover(); r != nil {
@@ -260,7 +265,7 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		err = store(c)
-	}()
+	})
 }
 
 // settle answers the members of the batch in flight, and puts back at the
