@@ -724,6 +724,60 @@ func (x *CrashCounter) GetCounter() string {
 	return ""
 }
 
+// ChildCommand sends one request to one child of the group (the seed's
+// "reset one counter of the supervisor").
+type ChildCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counter       string                 `protobuf:"bytes,1,opt,name=counter,proto3" json:"counter,omitempty"`
+	Request       *CounterRequest        `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChildCommand) Reset() {
+	*x = ChildCommand{}
+	mi := &file_counter_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChildCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChildCommand) ProtoMessage() {}
+
+func (x *ChildCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_counter_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChildCommand.ProtoReflect.Descriptor instead.
+func (*ChildCommand) Descriptor() ([]byte, []int) {
+	return file_counter_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ChildCommand) GetCounter() string {
+	if x != nil {
+		return x.Counter
+	}
+	return ""
+}
+
+func (x *ChildCommand) GetRequest() *CounterRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
 type CounterGroupRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	CommandId      string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
@@ -734,6 +788,7 @@ type CounterGroupRequest struct {
 	//	*CounterGroupRequest_Broadcast
 	//	*CounterGroupRequest_Get
 	//	*CounterGroupRequest_Crash
+	//	*CounterGroupRequest_Child
 	Command       isCounterGroupRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -741,7 +796,7 @@ type CounterGroupRequest struct {
 
 func (x *CounterGroupRequest) Reset() {
 	*x = CounterGroupRequest{}
-	mi := &file_counter_proto_msgTypes[13]
+	mi := &file_counter_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +808,7 @@ func (x *CounterGroupRequest) String() string {
 func (*CounterGroupRequest) ProtoMessage() {}
 
 func (x *CounterGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[13]
+	mi := &file_counter_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +821,7 @@ func (x *CounterGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupRequest.ProtoReflect.Descriptor instead.
 func (*CounterGroupRequest) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{13}
+	return file_counter_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CounterGroupRequest) GetCommandId() string {
@@ -826,6 +881,15 @@ func (x *CounterGroupRequest) GetCrash() *CrashCounter {
 	return nil
 }
 
+func (x *CounterGroupRequest) GetChild() *ChildCommand {
+	if x != nil {
+		if x, ok := x.Command.(*CounterGroupRequest_Child); ok {
+			return x.Child
+		}
+	}
+	return nil
+}
+
 type isCounterGroupRequest_Command interface {
 	isCounterGroupRequest_Command()
 }
@@ -846,6 +910,10 @@ type CounterGroupRequest_Crash struct {
 	Crash *CrashCounter `protobuf:"bytes,13,opt,name=crash,proto3,oneof"`
 }
 
+type CounterGroupRequest_Child struct {
+	Child *ChildCommand `protobuf:"bytes,14,opt,name=child,proto3,oneof"`
+}
+
 func (*CounterGroupRequest_Spawn) isCounterGroupRequest_Command() {}
 
 func (*CounterGroupRequest_Broadcast) isCounterGroupRequest_Command() {}
@@ -853,6 +921,8 @@ func (*CounterGroupRequest_Broadcast) isCounterGroupRequest_Command() {}
 func (*CounterGroupRequest_Get) isCounterGroupRequest_Command() {}
 
 func (*CounterGroupRequest_Crash) isCounterGroupRequest_Command() {}
+
+func (*CounterGroupRequest_Child) isCounterGroupRequest_Command() {}
 
 type CounterGroupReply struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -872,7 +942,7 @@ type CounterGroupReply struct {
 
 func (x *CounterGroupReply) Reset() {
 	*x = CounterGroupReply{}
-	mi := &file_counter_proto_msgTypes[14]
+	mi := &file_counter_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +954,7 @@ func (x *CounterGroupReply) String() string {
 func (*CounterGroupReply) ProtoMessage() {}
 
 func (x *CounterGroupReply) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[14]
+	mi := &file_counter_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +967,7 @@ func (x *CounterGroupReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupReply.ProtoReflect.Descriptor instead.
 func (*CounterGroupReply) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{14}
+	return file_counter_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CounterGroupReply) GetGroup() string {
@@ -958,7 +1028,7 @@ type CounterSpawned struct {
 
 func (x *CounterSpawned) Reset() {
 	*x = CounterSpawned{}
-	mi := &file_counter_proto_msgTypes[15]
+	mi := &file_counter_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1040,7 @@ func (x *CounterSpawned) String() string {
 func (*CounterSpawned) ProtoMessage() {}
 
 func (x *CounterSpawned) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[15]
+	mi := &file_counter_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1053,7 @@ func (x *CounterSpawned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterSpawned.ProtoReflect.Descriptor instead.
 func (*CounterSpawned) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{15}
+	return file_counter_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CounterSpawned) GetCounter() string {
@@ -1004,7 +1074,7 @@ type CounterStopped struct {
 
 func (x *CounterStopped) Reset() {
 	*x = CounterStopped{}
-	mi := &file_counter_proto_msgTypes[16]
+	mi := &file_counter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1086,7 @@ func (x *CounterStopped) String() string {
 func (*CounterStopped) ProtoMessage() {}
 
 func (x *CounterStopped) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[16]
+	mi := &file_counter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1099,7 @@ func (x *CounterStopped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterStopped.ProtoReflect.Descriptor instead.
 func (*CounterStopped) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{16}
+	return file_counter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CounterStopped) GetCounter() string {
@@ -1054,7 +1124,7 @@ type CounterGroupEvent struct {
 
 func (x *CounterGroupEvent) Reset() {
 	*x = CounterGroupEvent{}
-	mi := &file_counter_proto_msgTypes[17]
+	mi := &file_counter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1066,7 +1136,7 @@ func (x *CounterGroupEvent) String() string {
 func (*CounterGroupEvent) ProtoMessage() {}
 
 func (x *CounterGroupEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[17]
+	mi := &file_counter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1079,7 +1149,7 @@ func (x *CounterGroupEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupEvent.ProtoReflect.Descriptor instead.
 func (*CounterGroupEvent) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{17}
+	return file_counter_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CounterGroupEvent) GetCommandId() string {
@@ -1149,7 +1219,7 @@ type CounterGroupSnapshot struct {
 
 func (x *CounterGroupSnapshot) Reset() {
 	*x = CounterGroupSnapshot{}
-	mi := &file_counter_proto_msgTypes[18]
+	mi := &file_counter_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1231,7 @@ func (x *CounterGroupSnapshot) String() string {
 func (*CounterGroupSnapshot) ProtoMessage() {}
 
 func (x *CounterGroupSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_counter_proto_msgTypes[18]
+	mi := &file_counter_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1244,7 @@ func (x *CounterGroupSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterGroupSnapshot.ProtoReflect.Descriptor instead.
 func (*CounterGroupSnapshot) Descriptor() ([]byte, []int) {
-	return file_counter_proto_rawDescGZIP(), []int{18}
+	return file_counter_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CounterGroupSnapshot) GetCounters() []string {
@@ -1250,7 +1320,10 @@ const file_counter_proto_rawDesc = "" +
 	"\acommand\x18\x01 \x01(\tR\acommand\"\x11\n" +
 	"\x0fGetCounterGroup\"(\n" +
 	"\fCrashCounter\x12\x18\n" +
-	"\acounter\x18\x01 \x01(\tR\acounter\"\xbd\x02\n" +
+	"\acounter\x18\x01 \x01(\tR\acounter\"^\n" +
+	"\fChildCommand\x12\x18\n" +
+	"\acounter\x18\x01 \x01(\tR\acounter\x124\n" +
+	"\arequest\x18\x02 \x01(\v2\x1a.granary.v1.CounterRequestR\arequest\"\xef\x02\n" +
 	"\x13CounterGroupRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
@@ -1259,7 +1332,8 @@ const file_counter_proto_rawDesc = "" +
 	" \x01(\v2\x18.granary.v1.SpawnCounterH\x00R\x05spawn\x12=\n" +
 	"\tbroadcast\x18\v \x01(\v2\x1d.granary.v1.BroadcastCountersH\x00R\tbroadcast\x12/\n" +
 	"\x03get\x18\f \x01(\v2\x1b.granary.v1.GetCounterGroupH\x00R\x03get\x120\n" +
-	"\x05crash\x18\r \x01(\v2\x18.granary.v1.CrashCounterH\x00R\x05crashB\t\n" +
+	"\x05crash\x18\r \x01(\v2\x18.granary.v1.CrashCounterH\x00R\x05crash\x120\n" +
+	"\x05child\x18\x0e \x01(\v2\x18.granary.v1.ChildCommandH\x00R\x05childB\t\n" +
 	"\acommand\"\xb5\x03\n" +
 	"\x11CounterGroupReply\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12G\n" +
@@ -1305,7 +1379,7 @@ func file_counter_proto_rawDescGZIP() []byte {
 	return file_counter_proto_rawDescData
 }
 
-var file_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_counter_proto_goTypes = []any{
 	(*IncrementCounter)(nil),     // 0: granary.v1.IncrementCounter
 	(*ResetCounter)(nil),         // 1: granary.v1.ResetCounter
@@ -1320,37 +1394,40 @@ var file_counter_proto_goTypes = []any{
 	(*BroadcastCounters)(nil),    // 10: granary.v1.BroadcastCounters
 	(*GetCounterGroup)(nil),      // 11: granary.v1.GetCounterGroup
 	(*CrashCounter)(nil),         // 12: granary.v1.CrashCounter
-	(*CounterGroupRequest)(nil),  // 13: granary.v1.CounterGroupRequest
-	(*CounterGroupReply)(nil),    // 14: granary.v1.CounterGroupReply
-	(*CounterSpawned)(nil),       // 15: granary.v1.CounterSpawned
-	(*CounterStopped)(nil),       // 16: granary.v1.CounterStopped
-	(*CounterGroupEvent)(nil),    // 17: granary.v1.CounterGroupEvent
-	(*CounterGroupSnapshot)(nil), // 18: granary.v1.CounterGroupSnapshot
-	nil,                          // 19: granary.v1.CounterGroupReply.CountersEntry
-	nil,                          // 20: granary.v1.CounterGroupReply.RestartsEntry
-	(*Failure)(nil),              // 21: granary.v1.Failure
+	(*ChildCommand)(nil),         // 13: granary.v1.ChildCommand
+	(*CounterGroupRequest)(nil),  // 14: granary.v1.CounterGroupRequest
+	(*CounterGroupReply)(nil),    // 15: granary.v1.CounterGroupReply
+	(*CounterSpawned)(nil),       // 16: granary.v1.CounterSpawned
+	(*CounterStopped)(nil),       // 17: granary.v1.CounterStopped
+	(*CounterGroupEvent)(nil),    // 18: granary.v1.CounterGroupEvent
+	(*CounterGroupSnapshot)(nil), // 19: granary.v1.CounterGroupSnapshot
+	nil,                          // 20: granary.v1.CounterGroupReply.CountersEntry
+	nil,                          // 21: granary.v1.CounterGroupReply.RestartsEntry
+	(*Failure)(nil),              // 22: granary.v1.Failure
 }
 var file_counter_proto_depIdxs = []int32{
 	0,  // 0: granary.v1.CounterRequest.increment:type_name -> granary.v1.IncrementCounter
 	1,  // 1: granary.v1.CounterRequest.reset:type_name -> granary.v1.ResetCounter
 	2,  // 2: granary.v1.CounterRequest.get:type_name -> granary.v1.GetCounter
-	21, // 3: granary.v1.CounterReply.failure:type_name -> granary.v1.Failure
+	22, // 3: granary.v1.CounterReply.failure:type_name -> granary.v1.Failure
 	5,  // 4: granary.v1.CounterEvent.incremented:type_name -> granary.v1.CounterIncremented
 	6,  // 5: granary.v1.CounterEvent.reset:type_name -> granary.v1.CounterReset
-	9,  // 6: granary.v1.CounterGroupRequest.spawn:type_name -> granary.v1.SpawnCounter
-	10, // 7: granary.v1.CounterGroupRequest.broadcast:type_name -> granary.v1.BroadcastCounters
-	11, // 8: granary.v1.CounterGroupRequest.get:type_name -> granary.v1.GetCounterGroup
-	12, // 9: granary.v1.CounterGroupRequest.crash:type_name -> granary.v1.CrashCounter
-	19, // 10: granary.v1.CounterGroupReply.counters:type_name -> granary.v1.CounterGroupReply.CountersEntry
-	20, // 11: granary.v1.CounterGroupReply.restarts:type_name -> granary.v1.CounterGroupReply.RestartsEntry
-	21, // 12: granary.v1.CounterGroupReply.failure:type_name -> granary.v1.Failure
-	15, // 13: granary.v1.CounterGroupEvent.spawned:type_name -> granary.v1.CounterSpawned
-	16, // 14: granary.v1.CounterGroupEvent.stopped:type_name -> granary.v1.CounterStopped
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	3,  // 6: granary.v1.ChildCommand.request:type_name -> granary.v1.CounterRequest
+	9,  // 7: granary.v1.CounterGroupRequest.spawn:type_name -> granary.v1.SpawnCounter
+	10, // 8: granary.v1.CounterGroupRequest.broadcast:type_name -> granary.v1.BroadcastCounters
+	11, // 9: granary.v1.CounterGroupRequest.get:type_name -> granary.v1.GetCounterGroup
+	12, // 10: granary.v1.CounterGroupRequest.crash:type_name -> granary.v1.CrashCounter
+	13, // 11: granary.v1.CounterGroupRequest.child:type_name -> granary.v1.ChildCommand
+	20, // 12: granary.v1.CounterGroupReply.counters:type_name -> granary.v1.CounterGroupReply.CountersEntry
+	21, // 13: granary.v1.CounterGroupReply.restarts:type_name -> granary.v1.CounterGroupReply.RestartsEntry
+	22, // 14: granary.v1.CounterGroupReply.failure:type_name -> granary.v1.Failure
+	16, // 15: granary.v1.CounterGroupEvent.spawned:type_name -> granary.v1.CounterSpawned
+	17, // 16: granary.v1.CounterGroupEvent.stopped:type_name -> granary.v1.CounterStopped
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_counter_proto_init() }
@@ -1368,13 +1445,14 @@ func file_counter_proto_init() {
 		(*CounterEvent_Incremented)(nil),
 		(*CounterEvent_Reset_)(nil),
 	}
-	file_counter_proto_msgTypes[13].OneofWrappers = []any{
+	file_counter_proto_msgTypes[14].OneofWrappers = []any{
 		(*CounterGroupRequest_Spawn)(nil),
 		(*CounterGroupRequest_Broadcast)(nil),
 		(*CounterGroupRequest_Get)(nil),
 		(*CounterGroupRequest_Crash)(nil),
+		(*CounterGroupRequest_Child)(nil),
 	}
-	file_counter_proto_msgTypes[17].OneofWrappers = []any{
+	file_counter_proto_msgTypes[18].OneofWrappers = []any{
 		(*CounterGroupEvent_Spawned)(nil),
 		(*CounterGroupEvent_Stopped)(nil),
 	}
@@ -1384,7 +1462,7 @@ func file_counter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_counter_proto_rawDesc), len(file_counter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -243,6 +243,8 @@ func (g *Group) handle(ctx actor.Context, req *messages.CounterGroupRequest) {
 			}
 			return r
 		}, respond)
+	case *messages.CounterGroupRequest_Child:
+		g.child(ctx, req, cmd.Child, respond)
 	case *messages.CounterGroupRequest_Crash:
 		pid := g.children[cmd.Crash.GetCounter()]
 		if pid == nil {
@@ -254,6 +256,33 @@ func (g *Group) handle(ctx actor.Context, req *messages.CounterGroupRequest) {
 	default:
 		respond(&messages.CounterGroupReply{Failure: messages.Fail(messages.CodeValidationFailed, "unknown command %T", cmd)})
 	}
+}
+
+// child sends one request to one child. A child the supervisor stopped
+// answers a read with its last value and refuses a change: it is not
+// running, and nothing will apply the change.
+func (g *Group) child(ctx actor.Context, req *messages.CounterGroupRequest, cmd *messages.ChildCommand, respond func(*messages.CounterGroupReply)) {
+	name := cmd.GetCounter()
+	creq := cmd.GetRequest()
+	switch {
+	case !slices.Contains(g.host.State().Counters, name):
+		respond(&messages.CounterGroupReply{Failure: messages.Fail(messages.CodeNotFound, "counter %q not found in group %q", name, g.name)})
+		return
+	case creq.GetCommand() == nil:
+		respond(&messages.CounterGroupReply{Failure: messages.Fail(messages.CodeValidationFailed, "no command for counter %q", name)})
+		return
+	case g.children[name] == nil:
+		if _, read := creq.GetCommand().(*messages.CounterRequest_Get); read && g.isStopped(name) {
+			respond(g.report(nil))
+			return
+		}
+		respond(&messages.CounterGroupReply{Failure: messages.Fail(messages.CodeServiceUnavailable, "counter %q is not running (stopped by its supervisor); not applied", name)})
+		return
+	}
+	g.gatherFrom(ctx, []string{name}, func(string) *messages.CounterRequest {
+		r := &messages.CounterRequest{Command: creq.GetCommand(), CommandId: req.GetCommandId(), DeadlineUnixMs: req.GetDeadlineUnixMs()}
+		return r
+	}, respond)
 }
 
 // batch is one gather in progress: it answers once every child asked has
@@ -282,6 +311,11 @@ func (g *Group) gather(ctx actor.Context, reqFor func(child string) *messages.Co
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	g.gatherFrom(ctx, names, reqFor, respond)
+}
+
+// gatherFrom is gather for the running children named.
+func (g *Group) gatherFrom(ctx actor.Context, names []string, reqFor func(child string) *messages.CounterRequest, respond func(*messages.CounterGroupReply)) {
 	if len(names) == 0 {
 		respond(g.report(nil))
 		return

@@ -111,6 +111,32 @@ func TestSupervisorRestartsChildrenAndStopsThemPastTheBudget(t *testing.T) {
 	if r := g.call(crash("c2")); r.GetFailure().GetCode() != messages.CodeNotFound {
 		t.Fatalf("crashing a stopped child: %v", r)
 	}
+
+	// One child at a time: a running child takes the command alone; the
+	// stopped one reads its last value and refuses a change.
+	if r := g.call(child("c1", reset())); r.GetFailure() != nil || r.GetCounters()["c1"] != 0 || r.GetCounters()["c2"] != 4 {
+		t.Fatalf("reset c1 alone: %v", r)
+	}
+	if r := g.call(child("c2", &messages.CounterRequest{Command: &messages.CounterRequest_Get{Get: &messages.GetCounter{}}})); r.GetFailure() != nil || r.GetCounters()["c2"] != 4 {
+		t.Fatalf("read the stopped child: %v", r)
+	}
+	if r := g.call(child("c2", reset())); r.GetFailure().GetCode() != messages.CodeServiceUnavailable {
+		t.Fatalf("reset the stopped child: %v, want service_unavailable", r)
+	}
+	if r := g.call(child("c7", reset())); r.GetFailure().GetCode() != messages.CodeNotFound {
+		t.Fatalf("reset an unknown child: %v, want not_found", r)
+	}
+	if r := g.call(get()); r.GetCounters()["c1"] != 0 || r.GetCounters()["c2"] != 4 {
+		t.Fatalf("after the per-child commands: %v", r.GetCounters())
+	}
+}
+
+func child(name string, req *messages.CounterRequest) *messages.CounterGroupRequest {
+	return &messages.CounterGroupRequest{Command: &messages.CounterGroupRequest_Child{Child: &messages.ChildCommand{Counter: name, Request: req}}}
+}
+
+func reset() *messages.CounterRequest {
+	return &messages.CounterRequest{Command: &messages.CounterRequest_Reset_{Reset_: &messages.ResetCounter{}}}
 }
 
 // Values live in the journal: a new activation of the group (after

@@ -44,17 +44,26 @@ type incrementBody struct {
 	By *int64 `json:"by"`
 }
 
-func (g *Gateway) incrementCounter(c echo.Context) error {
+// incrementBy reads an increment's optional {"by"}.
+func (g *Gateway) incrementBy(c echo.Context) (int64, error) {
 	var b incrementBody
 	if err := g.bindJSON(c, &b); err != nil {
-		return err
+		return 0, err
 	}
 	by := int64(1)
 	if b.By != nil {
 		by = *b.By
 	}
 	if by < 1 || by > counter.MaxIncrement {
-		return messages.Fail(messages.CodeValidationFailed, "by: must be between 1 and %d", counter.MaxIncrement)
+		return 0, messages.Fail(messages.CodeValidationFailed, "by: must be between 1 and %d", counter.MaxIncrement)
+	}
+	return by, nil
+}
+
+func (g *Gateway) incrementCounter(c echo.Context) error {
+	by, err := g.incrementBy(c)
+	if err != nil {
+		return err
 	}
 	return g.counterCall(c, http.StatusOK, nil, func(r *messages.CounterRequest) {
 		r.Command = &messages.CounterRequest_Increment{Increment: &messages.IncrementCounter{By: by}}
@@ -168,4 +177,51 @@ func renderGroup(group string, r *messages.CounterGroupReply) counterGroupJSON {
 		out.Restarts = map[string]int32{}
 	}
 	return out
+}
+
+// childCounterJSON is the contract's answer about one child of a group.
+type childCounterJSON struct {
+	Group   string `json:"group"`
+	Counter string `json:"counter"`
+	Value   int64  `json:"value"`
+}
+
+func (g *Gateway) getChildCounter(c echo.Context) error {
+	return g.childCall(c, &messages.CounterRequest{Command: &messages.CounterRequest_Get{Get: &messages.GetCounter{}}})
+}
+
+func (g *Gateway) incrementChildCounter(c echo.Context) error {
+	by, err := g.incrementBy(c)
+	if err != nil {
+		return err
+	}
+	return g.childCall(c, &messages.CounterRequest{Command: &messages.CounterRequest_Increment{Increment: &messages.IncrementCounter{By: by}}})
+}
+
+func (g *Gateway) resetChildCounter(c echo.Context) error {
+	var b struct{}
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	return g.childCall(c, &messages.CounterRequest{Command: &messages.CounterRequest_Reset_{Reset_: &messages.ResetCounter{}}})
+}
+
+// childCall sends one request to one child through its group's
+// supervisor, which owns the child (the seed's "reset one counter").
+func (g *Gateway) childCall(c echo.Context, req *messages.CounterRequest) error {
+	name, err := nameParam(c, "counter")
+	if err != nil {
+		return err
+	}
+	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
+		r.Command = &messages.CounterGroupRequest_Child{Child: &messages.ChildCommand{Counter: name, Request: req}}
+	})
+	if err != nil {
+		return err
+	}
+	v, ok := reply.GetCounters()[name]
+	if err := mustHave(ok, countergroup.Kind, group); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, childCounterJSON{Group: group, Counter: name, Value: v})
 }

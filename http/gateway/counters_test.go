@@ -77,6 +77,59 @@ func TestCounterGroupsOverHTTP(t *testing.T) {
 	h.do("POST", "/api/v1/counter-groups/crew/broadcast", tok, `{}`).problem(t, http.StatusBadRequest, "validation_failed")
 }
 
+type childBody struct {
+	Group   string `json:"group"`
+	Counter string `json:"counter"`
+	Value   int64  `json:"value"`
+}
+
+// One child of a group is read, incremented and reset on its own (the
+// seed's "reset one counter of the supervisor"); its siblings keep their
+// values; unknown groups and children are 404.
+func TestCounterGroupChildOverHTTP(t *testing.T) {
+	h := newHarness(t)
+	tok := token(t, "erin")
+	h.do("GET", "/api/v1/counter-groups/team/counters/c1", tok, "").problem(t, http.StatusNotFound, "not_found")
+	var g groupBody
+	for range 2 {
+		h.do("POST", "/api/v1/counter-groups/team/counters", tok, "").decodeStatus(t, http.StatusCreated, &g)
+	}
+	h.do("POST", "/api/v1/counter-groups/team/broadcast", tok, `{"command":"increment"}`).decodeStatus(t, http.StatusOK, &g)
+	var c childBody
+	h.do("POST", "/api/v1/counter-groups/team/counters/c2/increment", tok, `{"by":5}`).decodeStatus(t, http.StatusOK, &c)
+	if c != (childBody{Group: "team", Counter: "c2", Value: 6}) {
+		t.Fatalf("increment c2 by 5: %+v", c)
+	}
+	h.do("POST", "/api/v1/counter-groups/team/counters/c1/increment", tok, "").decodeStatus(t, http.StatusOK, &c)
+	if c.Value != 2 {
+		t.Fatalf("increment c1: %+v", c)
+	}
+	h.do("POST", "/api/v1/counter-groups/team/counters/c2/reset", tok, "").decodeStatus(t, http.StatusOK, &c)
+	if c != (childBody{Group: "team", Counter: "c2", Value: 0}) {
+		t.Fatalf("reset c2: %+v", c)
+	}
+	h.do("GET", "/api/v1/counter-groups/team/counters/c1", tok, "").decodeStatus(t, http.StatusOK, &c)
+	if c.Value != 2 {
+		t.Fatalf("c1 after resetting c2: %+v", c)
+	}
+	h.do("GET", "/api/v1/counter-groups/team", tok, "").decodeStatus(t, http.StatusOK, &g)
+	if g.Counters["c1"] != 2 || g.Counters["c2"] != 0 {
+		t.Fatalf("group after one child's reset: %+v", g)
+	}
+	h.do("GET", "/api/v1/counter-groups/team/counters/c9", tok, "").problem(t, http.StatusNotFound, "not_found")
+	h.do("POST", "/api/v1/counter-groups/team/counters/c9/reset", tok, "").problem(t, http.StatusNotFound, "not_found")
+	h.do("POST", "/api/v1/counter-groups/nobody/counters/c1/increment", tok, "").problem(t, http.StatusNotFound, "not_found")
+	h.do("POST", "/api/v1/counter-groups/team/counters/c1/increment", tok, `{"by":0}`).problem(t, http.StatusBadRequest, "validation_failed")
+	h.do("GET", "/api/v1/counter-groups/team/counters/bad%20name", tok, "").problem(t, http.StatusBadRequest, "validation_failed")
+	// A retried increment with the same key is applied once.
+	for range 2 {
+		h.do("POST", "/api/v1/counter-groups/team/counters/c1/increment", tok, "", "Idempotency-Key", "once").decodeStatus(t, http.StatusOK, &c)
+	}
+	if c.Value != 3 {
+		t.Fatalf("c1 after one increment sent twice: %+v", c)
+	}
+}
+
 func TestClusterMembersIsForAdmins(t *testing.T) {
 	h := newHarness(t)
 	h.do("GET", "/api/v1/cluster/members", token(t, "eve"), "").problem(t, http.StatusForbidden, "forbidden")

@@ -205,6 +205,9 @@ func (g *Gateway) routes(e *echo.Echo) {
 	e.POST("/api/v1/counter-groups/:group/counters", g.spawnCounter, authed, mutating)
 	e.POST("/api/v1/counter-groups/:group/broadcast", g.broadcastCounters, authed, mutating)
 	e.GET("/api/v1/counter-groups/:group", g.getCounterGroup, authed)
+	e.GET("/api/v1/counter-groups/:group/counters/:counter", g.getChildCounter, authed)
+	e.POST("/api/v1/counter-groups/:group/counters/:counter/increment", g.incrementChildCounter, authed, mutating)
+	e.POST("/api/v1/counter-groups/:group/counters/:counter/reset", g.resetChildCounter, authed, mutating)
 
 	e.GET("/api/v1/cluster/members", g.clusterMembers, authed, requireAdmin)
 	g.userRoutes(e)
