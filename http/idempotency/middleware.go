@@ -159,7 +159,6 @@ func (m *Middleware) Func(caller func(echo.Context) string) echo.MiddlewareFunc 
 			}
 			fp := fingerprint(c.Request(), body)
 			rkey := recordKey(caller(c), key)
-			log := reqlog.From(c.Request().Context(), m.log)
 
 			waitUntil := time.Now().Add(m.cfg.Wait)
 			for {
@@ -168,10 +167,10 @@ func (m *Middleware) Func(caller func(echo.Context) string) echo.MiddlewareFunc 
 				cancel()
 				switch {
 				case err != nil:
-					log.Warn("idempotency store unavailable", "err", err)
+					m.logFor(c).Warn("idempotency store unavailable", "err", err)
 					return messages.Fail(messages.CodeServiceUnavailable, "idempotency records unavailable; retry later")
 				case rec == nil:
-					return m.runFirst(c, next, log, rkey, token)
+					return m.runFirst(c, next, rkey, token)
 				case rec.Fingerprint != fp || !rec.Pending():
 					return m.answerExisting(c, rec, fp)
 				}
@@ -227,16 +226,21 @@ func (m *Middleware) answerExisting(c echo.Context, rec *Record, fp string) erro
 	return err
 }
 
+// logFor is the request's logger, built only when something is logged.
+func (m *Middleware) logFor(c echo.Context) *slog.Logger {
+	return reqlog.From(c.Request().Context(), m.log)
+}
+
 // runFirst runs the request that claimed the key and keeps its answer if
 // it is final.
-func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.Logger, rkey, token string) error {
+func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, rkey, token string) error {
 	rec := &recorder{ResponseWriter: c.Response().Writer, limit: m.cfg.MaxResponse}
 	c.Response().Writer = rec
 	done := false
 	defer func() {
 		c.Response().Writer = rec.ResponseWriter
 		if !done { // a panic: the answer is the recoverer's 500, so let a retry run
-			m.release(c, log, rkey, token)
+			m.release(c, rkey, token)
 		}
 	}()
 	if err := next(c); err != nil {
@@ -248,7 +252,7 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.L
 	resp := c.Response()
 	if !resp.Committed || !final(resp.Status) || rec.overflow {
 		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
-		m.release(c, log, rkey, token)
+		m.release(c, rkey, token)
 		return rec.send()
 	}
 	kept := Response{Status: resp.Status, Header: http.Header{}, Body: bytes.Clone(rec.buf.Bytes())}
@@ -261,7 +265,7 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.L
 	defer cancel()
 	if err := m.cfg.Store.Complete(ctx, rkey, token, kept, m.cfg.TTL); err != nil {
 		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
-		log.Warn("idempotency record not stored", "err", err)
+		m.logFor(c).Warn("idempotency record not stored", "err", err)
 		if resp.Status < 300 {
 			// Applied either way; a retry finds the command applied in its
 			// grain and answers the same.
@@ -281,12 +285,12 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, log *slog.L
 	return rec.send()
 }
 
-func (m *Middleware) release(c echo.Context, log *slog.Logger, rkey, token string) {
+func (m *Middleware) release(c echo.Context, rkey, token string) {
 	ctx, cancel := m.storeContext(c.Request().Context())
 	defer cancel()
 	if err := m.cfg.Store.Release(ctx, rkey, token); err != nil {
 		// The claim expires by itself after PendingTTL.
-		log.Warn("idempotency claim not released", "err", err)
+		m.logFor(c).Warn("idempotency claim not released", "err", err)
 	}
 }
 

@@ -6,13 +6,15 @@ package reqlog
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 )
 
 type ctxKey struct{}
 
 type entry struct {
-	base *slog.Logger
-	id   string
+	base   *slog.Logger
+	id     string
+	logger atomic.Pointer[slog.Logger] // built by the first From
 }
 
 // With returns ctx carrying the request id and the logger to name it
@@ -20,15 +22,20 @@ type entry struct {
 // it (From): a With per request cost every request a handler clone, and
 // most requests log nothing but their access line.
 func With(ctx context.Context, base *slog.Logger, requestID string) context.Context {
-	return context.WithValue(ctx, ctxKey{}, entry{base, requestID})
+	return context.WithValue(ctx, ctxKey{}, &entry{base: base, id: requestID})
 }
 
 // From returns a logger naming the request ctx carries, or fallback when it
 // carries none (a request that never went through the gateway's
 // middleware).
 func From(ctx context.Context, fallback *slog.Logger) *slog.Logger {
-	if e, ok := ctx.Value(ctxKey{}).(entry); ok && e.base != nil {
-		return e.base.With("request_id", e.id)
+	if e, ok := ctx.Value(ctxKey{}).(*entry); ok && e.base != nil {
+		if l := e.logger.Load(); l != nil {
+			return l
+		}
+		l := e.base.With("request_id", e.id)
+		e.logger.Store(l)
+		return l
 	}
 	return fallback
 }
