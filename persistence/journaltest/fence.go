@@ -19,6 +19,7 @@ func fenceCases() []suiteCase {
 		{"BatchFenceNamesItsCommand", 2, testBatchFenceNamesItsCommand},
 		{"BatchFencesInvalid", 1, testBatchFencesInvalid},
 		{"LargeBatch", 1, testLargeBatch},
+		{"LateCopyOfAppliedIsDuplicate", 1, testLateCopyOfAppliedIsDuplicate},
 	}
 }
 
@@ -238,5 +239,26 @@ func testLargeBatch(t *testing.T, s persistence.Store) {
 	}
 	if h := mustHead(t, s, s.PartitionOf(stream)); h != res.FirstPosition+n-1 {
 		t.Fatalf("head %d, want %d", h, res.FirstPosition+n-1)
+	}
+}
+
+// A copy of an applied command that arrives after its deadline is still
+// the duplicate it is: "expired, not applied" would be false.
+func testLateCopyOfAppliedIsDuplicate(t *testing.T, s persistence.Store) {
+	const stream = "fence-late-duplicate"
+	if _, err := s.Append(ctx(t), stream, 0, batch(stream, 0, 1), persistence.ForCommand("cmd-1")); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Second)
+	var dup *persistence.DuplicateError
+	_, err := s.Append(ctx(t), stream, 1, batch(stream, 1, 1), persistence.ForCommand("cmd-1"), persistence.NotAfter(past))
+	if !errors.As(err, &dup) || dup.Version != 1 {
+		t.Fatalf("late copy of an applied command: %v, want a duplicate at version 1", err)
+	}
+	_, err = s.Append(ctx(t), stream, 1, batch(stream, 1, 2), persistence.ForCommands(
+		persistence.CommandFence{ID: "other", Through: 1, NotAfter: past},
+		persistence.CommandFence{ID: "cmd-1", Through: 2, NotAfter: past}))
+	if !errors.As(err, &dup) || dup.Index != 1 || dup.Version != 1 {
+		t.Fatalf("late batch holding an applied command: %v, want a duplicate at index 1", err)
 	}
 }

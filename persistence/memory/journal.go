@@ -43,18 +43,22 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 		return fail(err)
 	}
 	now := time.Now()
+	// The marks before the clock, as in the Redis script: a late copy of
+	// an applied command is a duplicate, not "expired, not applied".
+	for i, c := range cmds {
+		if until, ok := s.declined[declinedKey{stream, c.ID}]; ok && now.Before(until) {
+			return fail(&persistence.FenceError{Stream: stream, Command: c.ID, Index: i, Err: persistence.ErrDeclined})
+		}
+		if m, ok := s.applied[declinedKey{stream, c.ID}]; ok && now.Before(m.until) {
+			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: c.ID, Version: m.version, Index: i}
+		}
+	}
 	if !fence.NotAfter.IsZero() && !now.Before(fence.NotAfter) {
 		return fail(persistence.ErrExpired)
 	}
 	for i, c := range cmds {
 		if !c.NotAfter.IsZero() && !now.Before(c.NotAfter) {
 			return fail(&persistence.FenceError{Stream: stream, Command: c.ID, Index: i, Err: persistence.ErrExpired})
-		}
-		if until, ok := s.declined[declinedKey{stream, c.ID}]; ok && now.Before(until) {
-			return fail(&persistence.FenceError{Stream: stream, Command: c.ID, Index: i, Err: persistence.ErrDeclined})
-		}
-		if m, ok := s.applied[declinedKey{stream, c.ID}]; ok && now.Before(m.until) {
-			return persistence.AppendResult{}, &persistence.DuplicateError{Stream: stream, Command: c.ID, Version: m.version, Index: i}
 		}
 	}
 	index := s.streams[stream]

@@ -39,20 +39,25 @@ local function late(ms)
   return now >= ms
 end
 
-if late(tonumber(ARGV[2])) then
-  return {2}
-end
+-- The marks first: that a command was applied or refused is true whatever
+-- the clock says, so a late copy of an applied command is answered as the
+-- duplicate it is, never as "expired, not applied".
 local m = tonumber(ARGV[4])
 for j = 1, m do
-  if late(tonumber(ARGV[4 + 2 * j])) then
-    return {2, j}
-  end
   local marks = redis.call('MGET', KEYS[2 + 2 * j], KEYS[3 + 2 * j])
   if marks[1] then
     return {3, j}
   end
   if marks[2] then
     return {4, tonumber(marks[2]), j}
+  end
+end
+if late(tonumber(ARGV[2])) then
+  return {2}
+end
+for j = 1, m do
+  if late(tonumber(ARGV[4 + 2 * j])) then
+    return {2, j}
   end
 end
 
