@@ -128,7 +128,7 @@ func (s *Store) Decline(ctx context.Context, stream string, version uint64, comm
 	p := s.PartitionOf(stream)
 	streamKey := s.keys.stream(p, stream)
 	reply, err := declineScript.Run(ctx, s.client, []string{streamKey, s.keys.declined(p, stream, command)},
-		strconv.FormatUint(version, 10), ttl).Int64Slice()
+		strconv.FormatUint(version, 10), until.UnixMilli()).Int64Slice()
 	if err != nil {
 		return fail(classify(err, streamKey))
 	}
