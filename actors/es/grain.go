@@ -219,6 +219,9 @@ func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
 	}
 	if g.p.inflight == nil && len(g.p.queue) == 0 {
 		g.p = nil // an idle grain holds nothing of its bursts
+		if g.host != nil {
+			g.host.ForgetLastBatch()
+		}
 		g.passivateIfEmpty(ctx)
 	}
 }

@@ -65,8 +65,14 @@ type Host[S, E any] struct {
 	id     string
 	logger *slog.Logger // see log
 	state  S
-	recent recentCommands
-	loaded bool
+	// lastBatch and lastAnswers are the last stored batch's commands and
+	// the state each left, kept while the grain is busy (see
+	// ForgetLastBatch): re-sends of a batch's commands are answered from
+	// them instead of a fold of the journal.
+	lastBatch   []persistence.CommandFence
+	lastAnswers []Settled[S]
+	recent      recentCommands
+	loaded      bool
 }
 
 // NewHost returns a host for aggregate id; nothing is loaded until the
@@ -276,6 +282,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	var zero S
 	h.state = zero
 	h.recent = recentCommands{limit: h.cfg.RecentCommands}
+	h.ForgetLastBatch()
 	stream := h.codec.Stream(h.id)
 	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)
 	if err != nil {
@@ -350,47 +357,70 @@ func (h *Host[S, E]) snapshot(ctx context.Context) {
 
 // stateAfter returns the state right after the last event of commandID:
 // the current state when that event is the last one (the common re-send),
-// else a fold of the journal up to it. Duplicates come only with faults,
-// so the replay is rare.
+// else a fold of the journal up to it. Duplicates come with faults and
+// with re-sends under load (a batch's commands but its last one land
+// here), so the search starts with the most recent events.
 func (h *Host[S, E]) stateAfter(ctx context.Context, commandID string) (S, error) {
+	if st, ok := h.lastAnswer(commandID); ok {
+		return st, nil
+	}
 	stream, cur := h.codec.Stream(h.id), h.codec.Version(h.state)
 	// The remembered ids are those of the last RecentCommands commands;
 	// a generous window of events holds their last events.
-	window := uint64(4 * max(h.cfg.RecentCommands, 1))
-	from := uint64(0)
-	if cur > window {
-		from = cur - window
-	}
-	tail, err := h.cfg.Store.ReadStream(ctx, stream, from, 0)
-	if err != nil {
-		return h.state, fmt.Errorf("read %s after %d: %w", stream, from, err)
-	}
-	var at uint64
-	for _, e := range tail {
-		if e.Version > cur {
-			break
+	for _, window := range []uint64{recentWindow, uint64(4 * max(h.cfg.RecentCommands, 1))} {
+		from := uint64(0)
+		if cur > window {
+			from = cur - window
 		}
-		ev, err := h.codec.Decode(e)
+		tail, err := h.cfg.Store.ReadStream(ctx, stream, from, 0)
 		if err != nil {
-			return h.state, err
+			return h.state, fmt.Errorf("read %s after %d: %w", stream, from, err)
 		}
-		if h.codec.CommandID(ev) == commandID {
-			at = e.Version
+		var at uint64
+		for _, e := range tail {
+			if e.Version > cur {
+				break
+			}
+			ev, err := h.codec.Decode(e)
+			if err != nil {
+				return h.state, err
+			}
+			if h.codec.CommandID(ev) == commandID {
+				at = e.Version
+			}
+		}
+		switch {
+		case at == cur:
+			return h.state, nil
+		case at > 0:
+			return h.stateAt(ctx, at)
+		case from == 0:
+			// Not found at all (remembered from an old snapshot): the
+			// current state is the best answer there is.
+			return h.state, nil
 		}
 	}
-	if at == 0 || at == cur {
-		// Not found in the window (remembered from an old snapshot): the
-		// current state is the best answer there is.
-		return h.state, nil
-	}
-	return h.stateAt(ctx, at)
+	return h.state, nil
 }
 
-// stateAt folds the journal up to version at.
+// recentWindow is the first, small window stateAfter searches.
+const recentWindow = 256
+
+// stateAt folds the journal up to version at, from the latest snapshot
+// when that is not past at.
 func (h *Host[S, E]) stateAt(ctx context.Context, at uint64) (S, error) {
 	stream := h.codec.Stream(h.id)
 	var st S
-	for v := uint64(0); v < at; {
+	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)
+	if err != nil {
+		return h.state, fmt.Errorf("load snapshot %s: %w", stream, err)
+	}
+	if ok && snap.Version <= at {
+		if s, _, err := h.codec.DecodeSnapshot(snap.Data); err == nil && h.codec.Version(s) == snap.Version {
+			st = s
+		}
+	}
+	for v := h.codec.Version(st); v < at; {
 		events, err := h.cfg.Store.ReadStream(ctx, stream, v, int(min(at-v, replayBatch)))
 		if err != nil {
 			return h.state, fmt.Errorf("replay %s after %d: %w", stream, v, err)
