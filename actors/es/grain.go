@@ -159,7 +159,8 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 // dead-letter answer, on which Proto.Actor's cluster re-resolves the
 // identity and re-sends them to the grain's next activation, as it does
 // for requests that reached a stopped grain: a graceful leave costs
-// clients nothing.
+// clients no error (at worst a re-send that lands on this PID before the
+// identity is released waits one attempt timeout).
 func (g *grain[S, E, Req, Reply]) stopping(ctx actor.Context) {
 	if g.p == nil {
 		return
