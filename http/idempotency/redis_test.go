@@ -3,12 +3,9 @@ package idempotency_test
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"granary/http/idempotency"
+	"granary/internal/testnet"
 	"granary/testkit"
 )
 
@@ -69,29 +67,8 @@ func TestPipelinedRedisStoreClose(t *testing.T) {
 
 // A Redis that stops answering fails an operation within its deadline.
 func TestPipelinedRedisStoreFrozen(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		conns.Wait()
-	})
-	// Reads everything, answers nothing.
-	conns.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer conn.Close()
-				_, _ = io.Copy(io.Discard, conn)
-			})
-		}
-	})
-	rdb := goredis.NewClient(&goredis.Options{Addr: ln.Addr().String(), Protocol: 2, DisableIdentity: true, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond})
+	addr := testnet.Blackhole(t)
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
 	s, err := idempotency.NewPipelinedRedisStore(rdb, "frozen")
 	if err != nil {

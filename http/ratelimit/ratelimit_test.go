@@ -24,6 +24,7 @@ import (
 
 	"granary/http/problem"
 	"granary/http/ratelimit"
+	"granary/internal/testnet"
 	"granary/testkit"
 )
 
@@ -250,7 +251,7 @@ func TestFailOpen(t *testing.T) {
 // A Redis that accepts connections but never answers costs each request
 // at most the timeout.
 func TestSlowRedisBounded(t *testing.T) {
-	ln := newBlackhole(t)
+	ln := testnet.Blackhole(t)
 	rdb := goredis.NewClient(&goredis.Options{Addr: ln, MaxRetries: -1, ReadTimeout: time.Minute, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = rdb.Close() })
 	s := newServer(t, rdb, "slow", 1)

@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +17,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"granary/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -622,29 +622,8 @@ func TestPipelineDeadline(t *testing.T) {
 // A server that stops answering holds a caller no longer than its
 // context: the reply is its context's error, in time.
 func TestFrozenServer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		conns.Wait()
-	})
-	// A server that reads everything and answers nothing.
-	conns.Go(func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Go(func() {
-				defer conn.Close()
-				_, _ = io.Copy(io.Discard, conn)
-			})
-		}
-	})
-	c := goredis.NewClient(&goredis.Options{Addr: ln.Addr().String(), MaxRetries: -1, ReadTimeout: 500 * time.Millisecond, Protocol: 2, DisableIdentity: true})
+	addr := testnet.Blackhole(t)
+	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 500 * time.Millisecond, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = c.Close() })
 	p, err := New(c, Options{Shards: 1, MaxWait: time.Second})
 	if err != nil {
