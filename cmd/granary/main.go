@@ -3,6 +3,7 @@
 //	granary dev    one process on an embedded store, with a dev token
 //	granary node   a member configured by GRANARY_* variables
 //	granary token  prints a token signed with GRANARY_JWT_SECRET
+//	granary example-service  a demo upstream that registers with a gateway
 //	granary help   lists every setting
 package main
 
@@ -42,6 +43,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return start(ctx, modeNode, getenv, stdout, stderr)
 	case "token":
 		return issueToken(args[1:], getenv, stdout, stderr)
+	case "example-service":
+		return exampleService(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		printUsage(stdout)
 		return nil
