@@ -40,13 +40,90 @@ function cell(text, cls) {
   return td;
 }
 
-function fill(id, rows) {
-  const body = $(id).querySelector("tbody");
-  body.replaceChildren(...rows.map((cells) => {
+function rowsOf(rows) {
+  return rows.map((cells) => {
     const tr = document.createElement("tr");
     tr.append(...cells);
     return tr;
-  }));
+  });
+}
+
+function fill(id, rows) {
+  $(id).querySelector("tbody").replaceChildren(...rowsOf(rows));
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+// optional fetches an endpoint that may not exist on this gateway yet
+// (the registry is newer than the dashboard): it answers null instead of
+// throwing, except for a lost session, which the status line handles.
+async function optional(path) {
+  try {
+    return { data: await api(path) };
+  } catch (e) {
+    if (e.message === "signed out") throw e;
+    return { data: null, error: e.message };
+  }
+}
+
+function age(ts) {
+  const t = Date.parse(ts);
+  if (!ts || Number.isNaN(t)) return "—";
+  const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+  return s < 120 ? s + "s ago" : Math.round(s / 60) + "m ago";
+}
+
+// breakersOf picks one service's per-instance breaker states out of
+// GET /api/v1/services; an instance without its own state shows the
+// service's.
+function breakersOf(balanced, name) {
+  if (!balanced) return null;
+  const m = new Map();
+  const svc = (balanced.services || []).find((s) => s.name === name);
+  for (const i of (svc && svc.instances) || []) {
+    m.set(String(i.id).split("/").pop(), String(i.breaker || svc.breaker || ""));
+  }
+  return m;
+}
+
+const breakerClass = (b) => (b === "closed" ? "ok" : b === "open" ? "bad" : b ? "warn" : "muted");
+const maxRegistryServices = 50; // one instances fetch each, every 2 s
+
+// registryBlock renders one registered service: a heading with up/total
+// and its instances. breakers maps instance id to the gateway's breaker
+// state, or is null when the gateway does not say.
+function registryBlock(svc, listing, breakers) {
+  const div = el("div", undefined, "service");
+  const up = Number(svc.instances_up) || 0, total = Number(svc.instances_total) || 0;
+  const h = el("h3", String(svc.name) + " ");
+  h.append(el("span", up + "/" + total + " up", up === 0 ? "bad" : up < total ? "warn" : "ok"));
+  div.append(h);
+  if (!listing.data) {
+    div.append(el("p", "instances unavailable (" + listing.error + ")", "muted"));
+    return div;
+  }
+  const table = el("table");
+  const head = el("tr");
+  for (const t of ["instance", "address", "status", "last heartbeat", "in flight", "served", "breaker"]) head.append(el("th", t));
+  table.append(el("thead"), el("tbody"));
+  table.tHead.append(head);
+  const rows = (listing.data.instances || []).map((i) => {
+    const breaker = breakers ? breakers.get(String(i.instance_id)) || "" : "";
+    return [
+      cell(String(i.instance_id)), cell(String(i.host) + ":" + String(i.port)),
+      cell(String(i.status), i.status === "UP" ? "ok" : "bad"), cell(age(i.last_heartbeat)),
+      cell(String(i.in_flight ?? "—")), cell(String(i.served ?? "—")),
+      cell(breaker || (breakers ? "—" : "unavailable"), breakerClass(breaker)),
+    ];
+  });
+  table.tBodies[0].append(...rowsOf(rows));
+  div.append(table);
+  return div;
 }
 
 const panels = {
@@ -58,7 +135,38 @@ const panels = {
     const { services } = await api("/api/v1/services");
     fill("services", services.map((s) => [
       cell(s.name), cell(s.strategy), cell(s.breaker, s.breaker === "closed" ? "ok" : s.breaker === "open" ? "bad" : "warn"),
-      cell(s.instances.map((i) => i.id.split("/").pop() + "@" + i.member_id.slice(0, 6) + " " + i.in_flight + "/" + i.served).join("  ")),
+      cell((s.instances || []).map((i) => String(i.id).split("/").pop() + (i.member_id ? "@" + String(i.member_id).slice(0, 6) : "") + " " + i.in_flight + "/" + i.served).join("  ")),
+    ]));
+  },
+  async registry() {
+    // Polling a hidden tab only costs the gateway: skip until it is seen.
+    if (document.hidden) return;
+    const [reg, balanced, routes] = await Promise.all([
+      optional("/api/v1/registry"), optional("/api/v1/services"), optional("/api/v1/routes"),
+    ]);
+    const box = $("registry");
+    if (!reg.data) {
+      $("registry-note").textContent = "unavailable (" + reg.error + ")";
+      box.replaceChildren();
+    } else {
+      const all = reg.data.services || [];
+      const shown = all.slice(0, maxRegistryServices);
+      $("registry-note").textContent = all.length > shown.length ? "first " + shown.length + " of " + all.length : "";
+      const listings = await Promise.all(shown.map((s) => optional("/api/v1/registry/" + encodeURIComponent(s.name) + "/instances")));
+      box.replaceChildren(...(shown.length
+        ? shown.map((s, k) => registryBlock(s, listings[k], breakersOf(balanced.data, s.name)))
+        : [el("p", "no service registered", "muted")]));
+    }
+    if (!routes.data) {
+      $("routes-note").textContent = "unavailable (" + routes.error + ")";
+      fill("routes", []);
+      return;
+    }
+    $("routes-note").textContent = "";
+    fill("routes", (routes.data.routes || []).map((r) => [
+      cell(String(r.name)), cell(String(r.path_prefix)), cell(String(r.service)), cell(r.rewrite_prefix ? String(r.rewrite_prefix) : "—"),
+      cell(Array.isArray(r.methods) && r.methods.length ? r.methods.join(", ") : "any"), cell(String(r.strategy)),
+      cell(r.timeout_ms + " ms"), cell(String(r.auth), r.auth === "public" ? "warn" : ""),
     ]));
   },
   async projections() {
