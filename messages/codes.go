@@ -3,7 +3,7 @@
 // the gateway maps onto HTTP statuses.
 package messages
 
-//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative account.proto counter.proto service.proto saga.proto projection.proto
+//go:generate protoc -I . --go_out=. --go_opt=paths=source_relative account.proto counter.proto service.proto saga.proto projection.proto registry.proto
 
 import (
 	"errors"
