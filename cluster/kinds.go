@@ -53,6 +53,8 @@ type GrainsConfig struct {
 	// Projection tunes the read-model projections (one grain each per
 	// cluster) and the keep-alive pings every member sends them.
 	Projection projection.Settings
+	// Registry configures the registry of services outside Granary.
+	Registry RegistryConfig
 }
 
 // DefaultGrainsConfig returns the defaults; Store and Logger are the
@@ -67,6 +69,7 @@ func DefaultGrainsConfig() GrainsConfig {
 		Clients:      map[string]balancer.Config{service.AuthService: balancer.DefaultConfig(), payment.Service: balancer.DefaultConfig()},
 		PaymentLimit: payment.DefaultLimit,
 		Projection:   projection.DefaultSettings(),
+		Registry:     DefaultRegistryConfig(),
 	}
 	c.Services[payment.Service] = func(call service.Caller) service.Handler { return payment.Handler(call, c.PaymentLimit) }
 	c.Supervision.MaxRestarts, c.Supervision.RestartWindow = countergroup.DefaultSupervision()
@@ -93,6 +96,9 @@ func (c GrainsConfig) Validate() error {
 			c.Saga.Deadline, c.Saga.StepTimeout, c.Saga.MaxDrive)
 	}
 	if err := c.Projection.Validate(); err != nil {
+		return err
+	}
+	if err := c.Registry.validate(); err != nil {
 		return err
 	}
 	if c.PaymentLimit <= 0 {
@@ -137,6 +143,7 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
 		out = append(out, pcluster.NewKind(def.Kind, saga.Props(def, sc)))
 	}
+	out = append(out, registryKinds(m, cfg)...)
 	for _, k := range out {
 		k.Props = lightMailbox(k.Props)
 	}

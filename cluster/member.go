@@ -148,6 +148,11 @@ type Member struct {
 	// closes when they have.
 	stopKeeper context.CancelFunc
 	keeperDone chan struct{}
+	// registry is the registry's configuration with this process's
+	// defaults filled in; stopReminders ends the reminder poller.
+	registry      RegistryConfig
+	stopReminders context.CancelFunc
+	remindersDone chan struct{}
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted
@@ -179,7 +184,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 	// The member exists before its cluster so that grains and services can
 	// hold it as their way to call other grains; no call happens before
 	// StartMember.
-	m = &Member{System: system, cfg: cfg, log: logger.With("member", system.ID)}
+	m = &Member{System: system, cfg: cfg, log: logger.With("member", system.ID), registry: grains.Registry.withDefaults()}
 	if m.services, err = balancer.NewSet(grains.Clients, ServiceSource{Member: m, PerMember: grains.PerMember}, system.Root); err != nil {
 		return nil, err
 	}
@@ -226,6 +231,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 	}
 	m.startSweep(grains)
 	m.startKeeper(grains)
+	m.startReminders()
 	m.log.Info("cluster member started", "address", system.Address(), "provider", cfg.Provider)
 	return m, nil
 }
@@ -292,6 +298,10 @@ func (m *Member) Stop(graceful bool) {
 	if m.stopKeeper != nil {
 		m.stopKeeper()
 		<-m.keeperDone
+	}
+	if m.stopReminders != nil {
+		m.stopReminders()
+		<-m.remindersDone
 	}
 	m.Cluster.Shutdown(graceful)
 	m.System.EventStream.Unsubscribe(m.sub)

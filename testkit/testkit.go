@@ -23,6 +23,8 @@ package testkit
 
 import (
 	"fmt"
+	"granary/actors/registry"
+	"granary/persistence/reminder"
 	"log/slog"
 	"slices"
 	"sync"
@@ -117,6 +119,14 @@ func NewCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	c.cfg.LocalAgent = c.agent
 	c.grains.Account.Store = c.Store
 	c.grains.Account.Logger = c.Log
+	// One registry view and one set of timers for the whole cluster, as
+	// Redis gives a real one.
+	if c.grains.Registry.View == nil {
+		c.grains.Registry.View = registry.NewMemoryView()
+	}
+	if c.grains.Registry.Reminders == nil {
+		c.grains.Registry.Reminders = reminder.NewMemory()
+	}
 	if err := c.grains.Validate(); err != nil {
 		t.Fatal(err)
 	}
