@@ -25,7 +25,7 @@ func TestHeadMirrorsEveryGet(t *testing.T) {
 	// model has the account: let it get there before comparing.
 	h.do("GET", "/api/v1/accounts/"+acc.ID+"/summary?min_version=1", alice, "").decodeStatus(t, http.StatusOK, &map[string]any{})
 	params := map[string]string{
-		"{id}": acc.ID, "{name}": "head-counter", "{group}": "head-group", "{counter}": "c1",
+		"{id}": acc.ID, "{name}": "head-counter", "{group}": "head-group", "{counter}": "c1", "{service}": "auth",
 		"{product_id}": "product_1", "{payment_id}": "pay_none", "{path}": "app.js",
 	}
 	routes := 0

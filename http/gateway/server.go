@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"granary/actors/registry"
 	"granary/http/idempotency"
 	"granary/http/problem"
+	"granary/http/proxy"
 	"granary/http/ratelimit"
 	"granary/metrics"
 )
@@ -37,6 +40,15 @@ type Gateway struct {
 	routeSet map[string]bool
 	streams  *streams
 	drain    drainFlag // set by Drain: /ready says 503
+	// watcher is this gateway's copy of the registry view; proxy sends
+	// routed requests to instances, counting them in counts (nil without
+	// Redis: this gateway's own counts only).
+	watcher *registry.Watcher
+	proxy   *proxy.Proxy
+	counts  *proxy.RedisCounts
+	stopReg sync.Once
+	// proxyChain is unrouted behind the middleware every request passes.
+	proxyChain echo.HandlerFunc
 }
 
 // New builds the gateway; it serves nothing until Serve.
@@ -55,18 +67,27 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 		return nil, err
 	}
 	g.initStreams()
+	if err := g.startRegistry(); err != nil {
+		return nil, err
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = problem.Handler(deps.Logger)
-	e.Pre(requestID, allowHead)
 	// observe outermost, so it records the final status of everything
 	// below, a recovered panic included; the rate limit before any
 	// handler work, and for every path (unknown ones too: scanners pay).
-	e.Use(g.observe, middleware.Recover(), g.limiter.Middleware(g.rateKey))
+	outer := []echo.MiddlewareFunc{g.observe, middleware.Recover(), g.limiter.Middleware(g.rateKey)}
+	g.proxyChain = g.unrouted
+	for i := len(outer) - 1; i >= 0; i-- {
+		g.proxyChain = outer[i](g.proxyChain)
+	}
+	e.Pre(requestID, allowHead, g.proxyRouted)
+	e.Use(outer...)
 	g.routes(e)
 	for _, r := range e.Routes() {
 		g.routeSet[r.Path] = true
 	}
+	g.routeSet[proxiedRoute] = true
 	g.echo = e
 	g.srv = &http.Server{
 		Handler:           answerHeadAsGet(e),
@@ -176,6 +197,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// After the requests in flight drained: one cut midway through its
 	// idempotency call would answer 503 or leave its record pending.
 	g.closeIdempotency()
+	g.stopRegistry()
 	if err != nil {
 		return fmt.Errorf("gateway shutdown: %w", err)
 	}
@@ -213,4 +235,5 @@ func (g *Gateway) routes(e *echo.Echo) {
 	g.userRoutes(e)
 	g.streamRoutes(e)
 	g.projectionRoutes(e)
+	g.registryRoutes(e)
 }

@@ -151,6 +151,7 @@ func ids(ms []*pcluster.Member) []string {
 func (g *Gateway) Close() {
 	g.closeStreams()
 	g.closeIdempotency()
+	g.stopRegistry()
 }
 
 func (g *Gateway) closeStreams() {
