@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"granary/actors/registry"
+	"granary/persistence/reminder"
 	"io"
 	"log/slog"
 	"net"
@@ -139,6 +141,14 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	grains := cfg.Grains
 	grains.Account.Store = store
 	grains.Account.Logger = log
+	if edge != nil {
+		// Every member shares the registry's view and timers through the
+		// store's Redis.
+		grains.Registry.View = registry.NewRedisView(edge, cfg.KeyPrefix)
+		if grains.Registry.Reminders, err = reminder.NewRedis(edge, cfg.KeyPrefix); err != nil {
+			return err
+		}
+	}
 	if err := grains.Validate(); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"granary/actors/registry"
 	"io"
 	"log/slog"
 	"strconv"
@@ -68,6 +69,19 @@ func settings(m mode) []setting {
 			var err error
 			c.Gateway.TrustedProxies, err = ratelimit.ParseTrustedProxies(c.TrustedProxies)
 			return err
+		}},
+		{"GRANARY_REGISTRY_ALLOWED_HOSTS", "127.0.0.0/8,::1", "comma-separated CIDRs (or addresses) that registered service instances may have: the gateway connects to them, so nothing else can be aimed at", func(c *config, v string) error {
+			h, err := registry.ParseHosts(v)
+			c.Grains.Registry.Hosts = h
+			return err
+		}},
+		{"GRANARY_REGISTRY_MAX_INSTANCES", "1024", "most service instances the registry holds", func(c *config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				return fmt.Errorf("want a positive integer")
+			}
+			c.Grains.Registry.MaxInstances = n
+			return nil
 		}},
 		{"GRANARY_ADMIN_PASSWORD", "", "creates user admin once", func(c *config, v string) error { c.AdminPassword = v; return nil }},
 		{"GRANARY_JOURNAL_PARTITIONS", "1", "journal partitions (fixed for the life of the data)", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
@@ -295,6 +309,8 @@ Usage:
                  needs GRANARY_JWT_SECRET and GRANARY_REDIS_URL
   granary token  [-sub admin] [-roles admin] [-ttl 24h]: print a token signed with
                  GRANARY_JWT_SECRET
+  granary example-service -name N -port P [-gateway URL] [-ttl 10] [-id I] [-metadata k=v]:
+                 a demo upstream that registers itself (and heartbeats) with a gateway
   granary help   this text
 
 Settings (environment variables; defaults for node, dev differences noted):
