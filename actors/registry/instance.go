@@ -508,12 +508,14 @@ func (g *instanceGrain) nextWake() (time.Time, bool) {
 	if s.DownSince > 0 {
 		earliest(time.UnixMilli(s.DownSince).Add(3 * ttl))
 	}
-	if s.Spec.GetHealthCheckPath() != "" {
-		if g.nextProbe.IsZero() || g.probing {
-			earliest(g.now().Add(probeEvery(ttl)))
-		} else {
-			earliest(g.nextProbe)
+	if s.Spec.GetHealthCheckPath() != "" && !g.probing {
+		// A fixed time, not "a period from now": heartbeats re-arm the
+		// reminder, and a moving target would never come due. A probe in
+		// flight re-arms when it returns.
+		if g.nextProbe.IsZero() {
+			g.nextProbe = g.now()
 		}
+		earliest(g.nextProbe)
 	}
 	if g.published != s.Version {
 		earliest(g.now().Add(time.Second)) // publishing failed: try again soon

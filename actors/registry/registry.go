@@ -76,8 +76,9 @@ func (e *Error) Error() string { return e.msg }
 // Code is the contract error code.
 func (e *Error) Code() string { return e.code }
 
+// invalid is a *messages.Failure, so the gateway can answer it as it is.
 func invalid(format string, args ...any) error {
-	return &Error{messages.CodeValidationFailed, fmt.Sprintf(format, args...)}
+	return messages.Fail(messages.CodeValidationFailed, format, args...)
 }
 
 var (

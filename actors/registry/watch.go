@@ -41,9 +41,17 @@ type table struct {
 // contract's 1 s.
 const DefaultWatchInterval = 200 * time.Millisecond
 
-// reloadEvery reloads even when the revision stands still, for a view
-// whose counter went back (a flushed Redis).
-const reloadEvery = 10 * time.Second
+// reloadEvery reloads even when the revision stands still: heartbeats do
+// not move it, and a copy must see them to tell a silent instance whose
+// grain has no member right now (its member died; the cluster has not
+// moved it yet) from a live one. It also covers a view whose counter
+// went back (a flushed Redis).
+const reloadEvery = time.Second
+
+// staleAfter is how much older than its ttl a heartbeat must be before a
+// copy treats an instance as DOWN on its own: more than a reload's lag,
+// so a copy never calls DOWN an instance its grain sees beating.
+const staleAfter = reloadEvery + 500*time.Millisecond
 
 // NewWatcher returns a watcher; Start begins polling.
 func NewWatcher(view View, interval time.Duration, log *slog.Logger) *Watcher {
@@ -118,7 +126,15 @@ func (w *Watcher) Refresh(ctx context.Context) error {
 	slices.SortFunc(snap.Instances, func(a, b InstanceRecord) int {
 		return cmp.Or(strings.Compare(a.Service, b.Service), strings.Compare(a.InstanceID, b.InstanceID))
 	})
+	now := time.Now().UnixMilli()
 	for _, rec := range snap.Instances {
+		// The grain marks a silent instance DOWN; while it cannot (no
+		// member hosts it for a few seconds after its member died), the
+		// heartbeat's age says so.
+		beat := max(snap.Beats[InstanceIdentity(rec.Service, rec.InstanceID)], rec.RegisteredAt)
+		if rec.Up() && now-beat > int64(rec.TTLSeconds)*1000+staleAfter.Milliseconds() {
+			rec.Status, rec.DownReason = StatusDown, "heartbeat"
+		}
 		t.byName[rec.Service] = append(t.byName[rec.Service], rec)
 		if rec.Up() {
 			t.up[rec.Service] = append(t.up[rec.Service], rec)

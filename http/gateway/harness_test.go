@@ -151,6 +151,7 @@ func (h *harness) siblingOn(m *cluster.Member, cfg gateway.Config, deps ...func(
 	}
 	s.gw = h.newGateway(m, cfg, adjust)
 	s.srv = httptest.NewServer(s.gw.Handler())
+	h.t.Cleanup(s.gw.Close) // after srv.Close: its background loops end
 	h.t.Cleanup(s.srv.Close)
 	return s
 }
