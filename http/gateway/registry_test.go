@@ -532,6 +532,33 @@ func TestProxyBreakerOpensAndHalfOpens(t *testing.T) {
 	if r.header.Get("Retry-After") == "" || u.hits.Load() != 5 {
 		t.Fatalf("open breaker: Retry-After %q, upstream hit %d times", r.header.Get("Retry-After"), u.hits.Load())
 	}
+	var svcs struct {
+		Services []struct {
+			Name      string `json:"name"`
+			Strategy  string `json:"strategy"`
+			Breaker   string `json:"breaker"`
+			Instances []struct {
+				ID       string `json:"id"`
+				MemberID string `json:"member_id"`
+				InFlight int64  `json:"in_flight"`
+				Served   uint64 `json:"served"`
+				Breaker  string `json:"breaker"`
+			} `json:"instances"`
+		} `json:"services"`
+	}
+	h.do("GET", "/api/v1/services", admin, "").decodeStatus(t, http.StatusOK, &svcs)
+	found := false
+	for _, s := range svcs.Services {
+		if s.Name == "flaky" {
+			found = true
+			if s.Breaker != "open" || len(s.Instances) != 1 || s.Instances[0].Breaker != "open" || s.Instances[0].ID != "b1" {
+				t.Fatalf("services shows flaky as %+v", s)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("services does not list the registered service: %+v", svcs)
+	}
 	u.fail.Store(false)
 	// Half-open after 5 s: one request goes through and closes it.
 	testkit.WaitFor(t, 8*time.Second, func() error {

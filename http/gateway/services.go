@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"granary/actors/registry"
 	"granary/cluster"
 )
 
@@ -21,6 +23,9 @@ type instanceJSON struct {
 	MemberID string `json:"member_id"`
 	InFlight int64  `json:"in_flight"`
 	Served   uint64 `json:"served"`
+	// Breaker is a registered instance's own breaker (built-in services
+	// have one per service).
+	Breaker string `json:"breaker,omitempty"`
 }
 
 // services shows each service's strategy, breaker and instances as this
@@ -34,7 +39,43 @@ func (g *Gateway) services(c echo.Context) error {
 		}
 		out = append(out, s)
 	}
+	out = append(out, g.registeredServices()...)
 	return c.JSON(http.StatusOK, map[string]any{"services": out})
+}
+
+// registeredServices shows the services registered from outside as this
+// gateway's proxy sees them: one breaker per instance, the service's
+// breaker the best of them (closed while any instance takes traffic).
+func (g *Gateway) registeredServices() []serviceJSON {
+	breakers := map[string]string{}
+	for _, st := range g.proxy.Instances() {
+		breakers[st.ID] = st.Breaker
+	}
+	strategies := map[string]string{}
+	for _, r := range g.watcher.Routes() {
+		if _, ok := strategies[r.GetService()]; !ok {
+			strategies[r.GetService()] = r.GetStrategy()
+		}
+	}
+	var out []serviceJSON
+	for _, name := range g.watcher.Services() {
+		s := serviceJSON{Name: name, Strategy: cmp.Or(strategies[name], registry.RoundRobin), Breaker: "open", Instances: []instanceJSON{}}
+		recs, _ := g.watcher.Instances(name)
+		for _, rec := range recs {
+			b := cmp.Or(breakers[rec.InstanceID], "closed")
+			switch {
+			case b == "closed":
+				s.Breaker = "closed"
+			case b == "half-open" && s.Breaker == "open":
+				s.Breaker = "half-open"
+			}
+			in := instanceJSON{ID: rec.InstanceID, Breaker: b}
+			in.InFlight, in.Served = g.usage(rec.InstanceID)
+			s.Instances = append(s.Instances, in)
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // callAs is cluster.CallAs with the gateway's member.
