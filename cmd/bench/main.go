@@ -8,7 +8,9 @@
 // free ports, with logs and Redis data in a temporary directory. Then it
 // drives both with the same closed-loop load generator, alternating
 // baseline, Granary, baseline, Granary for every workload (each round a
-// warm-up and a fixed window), measures Granary's memory per idle
+// warm-up and a fixed window; for the proxy workload the two sides are an
+// upstream in this process called directly and the same upstream behind
+// the node's gateway route), measures Granary's memory per idle
 // activated account and its activation time at few and many events, and
 // prints a table on stdout, progress on stderr, and everything as JSON
 // under bench/results/. The last line is
@@ -67,6 +69,7 @@ type options struct {
 	workloads      string
 	resultsDir     string
 	cpuProfile     string
+	profWorkload   string
 	pprofAddr      string
 	keep           bool
 	accessLog      bool
@@ -86,9 +89,10 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.actMany, "activation-events", 100000, "events of the big account for the activation figure (0 = skip)")
 	fs.IntVar(&o.actFew, "activation-events-few", 100, "events of each small account for the activation figure")
 	fs.IntVar(&o.actFewAccounts, "activation-few-accounts", 5, "small accounts timed (median)")
-	fs.StringVar(&o.workloads, "workloads", "deposits-1000,deposits-hot,reads-1000,transfers-1000", "workloads to run, comma-separated")
+	fs.StringVar(&o.workloads, "workloads", "deposits-1000,deposits-hot,reads-1000,transfers-1000,proxy", "workloads to run, comma-separated")
 	fs.StringVar(&o.resultsDir, "results", "bench/results", "where the JSON goes")
-	fs.StringVar(&o.cpuProfile, "cpuprofile-granary", "", "write a 5 s CPU profile of the node, taken in the first Granary round of deposits-1000 (needs -pprof-addr)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile-granary", "", "write a 5 s CPU profile of the node, taken in the first Granary round of -cpuprofile-workload")
+	fs.StringVar(&o.profWorkload, "cpuprofile-workload", "deposits-1000", "the workload whose first Granary round -cpuprofile-granary profiles")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "host:port of the node's net/http/pprof (passed to it as GRANARY_PPROF_ADDR)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Redis data) after a successful run")
 	fs.BoolVar(&o.idempotency, "idempotency-keys", true, "send a unique Idempotency-Key with every change to Granary, as a real client would (false: measure without that cost)")
@@ -205,6 +209,9 @@ func runBench(ctx context.Context, args []string) (err error) {
 	if o.accessLog {
 		res.Notes = append(res.Notes, "both log one line per request (Granary's access log at info, the baseline's slog line), to files")
 	}
+	if strings.Contains(o.workloads, proxyWorkload) {
+		res.Notes = append(res.Notes, "proxy: A is GET /users/<n> on an upstream inside the bench process (net/http, small JSON), B the same GET as /api/bench/<n> through the node's route (auth required: the gateway verifies the JWT, then proxies); ratios are B/A; the direct arm has no server CPU figure (its server is the bench process), so its CPU ratio is 0")
+	}
 	if o.cpuProfile == "" {
 		res.Notes = append(res.Notes, "no CPU profile taken: pass -cpuprofile-granary <file>")
 	}
@@ -277,12 +284,16 @@ func runBench(ctx context.Context, args []string) (err error) {
 	res.FinishedAt = time.Now().UTC()
 	res.DurationS = res.FinishedAt.Sub(res.StartedAt).Seconds()
 	res.Summary = summaryLine(res.Workloads)
+	res.ProxySummary = proxySummaryLine(res.Workloads)
 	path, err := writeJSON(o.resultsDir, res)
 	if err != nil {
 		return err
 	}
 	printTable(os.Stdout, res)
 	fmt.Printf("results: %s (%.0fs)\n", path, res.DurationS)
+	if res.ProxySummary != "" {
+		fmt.Println(res.ProxySummary)
+	}
 	fmt.Println(res.Summary)
 	return nil
 }
@@ -290,9 +301,19 @@ func runBench(ctx context.Context, args []string) (err error) {
 // runWorkloads opens the accounts on both sides and runs every workload
 // A/B/A/B.
 func runWorkloads(ctx context.Context, o options, res *results, sides []*side, admin *side, redisPid int) error {
+	var selected []string
+	needAccounts := false
+	for _, name := range strings.Split(o.workloads, ",") {
+		name = strings.TrimSpace(name)
+		selected = append(selected, name)
+		needAccounts = needAccounts || name != proxyWorkload
+	}
 	ids := map[string][]string{}
 	hot := map[string]string{}
 	for _, s := range sides {
+		if !needAccounts {
+			break
+		}
 		t0 := time.Now()
 		acc, err := openAccounts(ctx, s, "acct", o.accounts, 1_000_000_000_000, o.clients)
 		if err != nil {
@@ -306,17 +327,30 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 		logf("opened %d accounts on %s in %.1fs", o.accounts+1, s.name, time.Since(t0).Seconds())
 	}
 	all := map[string]workload{}
-	for _, w := range []workload{depositsOver(ids), depositsHot(hot), reads(ids), transfers(ids)} {
+	for _, w := range []workload{depositsOver(ids), depositsHot(hot), reads(ids), transfers(ids), proxied()} {
 		all[w.name] = w
 	}
-	for _, name := range strings.Split(o.workloads, ",") {
-		w, ok := all[strings.TrimSpace(name)]
-		if !ok {
+	for _, name := range selected {
+		if _, ok := all[name]; !ok {
 			return fmt.Errorf("unknown workload %q", name)
 		}
+	}
+	for _, name := range selected {
+		w := all[name]
 		wr := workloadResult{Name: w.name, Description: w.desc}
+		wSides := sides
+		if w.name == proxyWorkload {
+			px, err := setupProxy(ctx, admin, sides[1].base, sides[1].token, o.clients, sides[1].pid)
+			if err != nil {
+				return fmt.Errorf("proxy workload: %w", err)
+			}
+			defer px.close()
+			wSides = []*side{px.direct, px.gateway}
+			wr.Sides = []string{px.direct.name, px.gateway.name}
+			logf("proxy: upstream http://%s registered as %s/%s, route %s → %s", px.up.addr, proxyService, proxyInstance, proxyPrefix, proxyRewrite)
+		}
 		for round := 1; round <= o.rounds; round++ {
-			for _, s := range sides {
+			for _, s := range wSides {
 				if d, err := waitQuiet(ctx, admin, 60*time.Second); err != nil {
 					res.Notes = append(res.Notes, fmt.Sprintf("%s %s round %d: %v", w.name, s.name, round, err))
 					logf("%v", err)
@@ -327,7 +361,7 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 					return ctx.Err()
 				}
 				var profile chan error
-				if o.cpuProfile != "" && s.name == "granary" && w.name == "deposits-1000" && round == 1 {
+				if o.cpuProfile != "" && s.name == "granary" && w.name == o.profWorkload && round == 1 {
 					profile = make(chan error, 1)
 					go func() { profile <- fetchProfile(ctx, o.pprofAddr, o.cpuProfile, o.warmup) }()
 				}
@@ -339,7 +373,7 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 						logf("cpu profile: %v", err)
 					} else {
 						res.CPUProfile = o.cpuProfile
-						res.Notes = append(res.Notes, "the first Granary round of deposits-1000 ran under a 5 s CPU profile (written to "+o.cpuProfile+")")
+						res.Notes = append(res.Notes, "the first Granary round of "+w.name+" ran under a 5 s CPU profile (written to "+o.cpuProfile+")")
 						logf("cpu profile of granary written to %s", o.cpuProfile)
 					}
 				}

@@ -27,6 +27,9 @@ type results struct {
 	Activation *activationResult `json:"activation,omitempty"`
 	CPUProfile string            `json:"cpu_profile,omitempty"`
 	Summary    string            `json:"summary"` // the last line printed
+	// ProxySummary is the proxy workload's line (printed before the
+	// last), empty when it did not run.
+	ProxySummary string `json:"proxy_summary,omitempty"`
 }
 
 type benchConfig struct {
@@ -74,8 +77,13 @@ type ratio struct {
 }
 
 type workloadResult struct {
-	Name            string        `json:"name"`
-	Description     string        `json:"description"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Sides names the two arms, A then B, when they are not the baseline
+	// and Granary (proxy: the upstream called directly, then through
+	// Granary's gateway). Baseline and Granary below are A and B, and the
+	// ratios B/A.
+	Sides           []string      `json:"sides,omitempty"`
 	Rounds          []roundResult `json:"rounds"`
 	Baseline        sideSummary   `json:"baseline"`
 	Granary         sideSummary   `json:"granary"`
@@ -127,8 +135,9 @@ type activationResult struct {
 // rounds.
 func summarise(w *workloadResult) {
 	var b, g []roundResult
+	_, sideB := w.sideNames()
 	for _, r := range w.Rounds {
-		if r.Side == "granary" {
+		if r.Side == sideB {
 			g = append(g, r)
 		} else {
 			b = append(b, r)
@@ -186,6 +195,25 @@ func ratioOf(xs []float64) ratio {
 	return r
 }
 
+// sideNames are a workload's two arms, A and B.
+func (w *workloadResult) sideNames() (a, b string) {
+	if len(w.Sides) == 2 {
+		return w.Sides[0], w.Sides[1]
+	}
+	return "baseline", "granary"
+}
+
+// proxySummaryLine is the proxy workload's line, "" when it did not run.
+func proxySummaryLine(ws []workloadResult) string {
+	for _, w := range ws {
+		if w.Name == proxyWorkload {
+			return fmt.Sprintf("proxy vs direct: throughput %.2fx (%.2f–%.2f), p99 %.2fx (%.2f–%.2f)",
+				w.ThroughputRatio.Mean, w.ThroughputRatio.Min, w.ThroughputRatio.Max, w.P99Ratio.Mean, w.P99Ratio.Min, w.P99Ratio.Max)
+		}
+	}
+	return ""
+}
+
 // summaryLine is the last line of the output.
 func summaryLine(ws []workloadResult) string {
 	for _, w := range ws {
@@ -212,15 +240,16 @@ func printTable(w io.Writer, res *results) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tside\tops/s (min–max)\tp50 ms\tp99 ms\tp99.9 ms\tcpu µs/op server+redis\terrors\t")
 	for _, wl := range res.Workloads {
+		a, b := wl.sideNames()
 		for _, s := range []struct {
 			name string
 			s    sideSummary
-		}{{"baseline", wl.Baseline}, {"granary", wl.Granary}} {
+		}{{a, wl.Baseline}, {b, wl.Granary}} {
 			fmt.Fprintf(tw, "%s\t%s\t%.0f (%.0f–%.0f)\t%.2f\t%.2f\t%.2f\t%.0f+%.0f\t%s\t\n", wl.Name, s.name,
 				s.s.OpsPerSec, s.s.OpsPerSecMin, s.s.OpsPerSecMax, s.s.P50ms, s.s.P99ms, s.s.P999ms,
 				s.s.ServerCPUusPerOp, s.s.RedisCPUusPerOp, errorsText(s.s.Errors))
 		}
-		fmt.Fprintf(tw, "%s\tgranary/baseline\t%.2fx (%.2f–%.2f)\t\tp99 %.2fx (%.2f–%.2f)\t\t%.2fx (%.2f–%.2f)\t\t\n", wl.Name,
+		fmt.Fprintf(tw, "%s\t%s/%s\t%.2fx (%.2f–%.2f)\t\tp99 %.2fx (%.2f–%.2f)\t\t%.2fx (%.2f–%.2f)\t\t\n", wl.Name, b, a,
 			wl.ThroughputRatio.Mean, wl.ThroughputRatio.Min, wl.ThroughputRatio.Max,
 			wl.P99Ratio.Mean, wl.P99Ratio.Min, wl.P99Ratio.Max,
 			wl.CPURatio.Mean, wl.CPURatio.Min, wl.CPURatio.Max)
