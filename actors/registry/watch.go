@@ -23,10 +23,11 @@ type Watcher struct {
 	mu  sync.RWMutex
 	cur *table
 
-	loadMu sync.Mutex // one Load at a time
-	stop   chan struct{}
-	done   chan struct{}
-	once   sync.Once
+	loadMu  sync.Mutex // one Load at a time
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+	started sync.Once
 }
 
 type table struct {
@@ -68,12 +69,14 @@ func (w *Watcher) Start() {
 		w.log.Warn("registry view: first load failed; retrying", "err", err)
 	}
 	cancel()
-	go w.run()
+	w.started.Do(func() { go w.run() })
 }
 
-// Close stops polling and waits for the loop to end.
+// Close stops polling and waits for the loop to end (at once when Start
+// never ran).
 func (w *Watcher) Close() {
 	w.once.Do(func() { close(w.stop) })
+	w.started.Do(func() { close(w.done) })
 	<-w.done
 }
 

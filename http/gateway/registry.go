@@ -77,6 +77,9 @@ func (g *Gateway) startRegistry() error {
 		MaxBodyBytes: g.cfg.BodyLimit,
 	})
 	if err != nil {
+		if g.counts != nil {
+			g.counts.Close()
+		}
 		return err
 	}
 	g.proxy = p
