@@ -164,6 +164,13 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			return Outcome[S]{State: st, Duplicate: true}, nil
 		}
 		events, err := decide(h.state)
+		if err != nil && commandID != "" && !deadline.IsZero() && !time.Now().Before(deadline.Add(declineMargin)) {
+			// The journal takes no fence that has lapsed already (it
+			// reported ErrInvalid, which read as "storage unavailable"
+			// and reloaded the grain). Answer as an expired append is
+			// answered: no verdict a later attempt could contradict.
+			return Outcome[S]{}, messages.Fail(messages.CodeTimeout, "request expired before its refusal could be recorded; not applied")
+		}
 		if err != nil && commandID != "" {
 			behind, derr := h.decline(ctx, commandID, deadline)
 			switch {
