@@ -11,17 +11,13 @@ package user
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"fmt"
 	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"google.golang.org/protobuf/proto"
-
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Kind is the cluster kind of user grains; the identity is the username.
@@ -146,47 +142,23 @@ func Apply(s State, username string, ev *messages.UserEvent) State {
 	return s
 }
 
-const (
-	typeRegistered = "UserRegistered"
-	typeIDAssigned = "UserIdAssigned"
-)
-
 func stream(username string) string { return "user-" + username }
 
-var codec = es.Codec[State, *messages.UserEvent]{
+// The event type names are the journal's: never rename one.
+var codec = *es.ProtoCodec(es.Proto[State, *messages.UserEvent, *messages.UserSnapshot]{
 	Stream:  stream,
 	Apply:   Apply,
 	Version: func(s State) uint64 { return s.Version },
-	Encode: func(ev *messages.UserEvent) (persistence.EventData, error) {
-		typ := typeRegistered
-		if ev.GetIdAssigned() != nil {
-			typ = typeIDAssigned
-		}
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			return persistence.EventData{}, fmt.Errorf("encode user event: %w", err)
-		}
-		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, nil
+	Types: []es.EventType[*messages.UserEvent]{
+		{Name: "UserRegistered", Is: func(ev *messages.UserEvent) bool { return ev.GetRegistered() != nil }},
+		{Name: "UserIdAssigned", Is: func(ev *messages.UserEvent) bool { return ev.GetIdAssigned() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.UserEvent, error) {
-		var ev messages.UserEvent
-		err := proto.Unmarshal(e.Data, &ev)
-		ok := err == nil && (e.Type == typeRegistered && ev.GetRegistered() != nil ||
-			e.Type == typeIDAssigned && ev.GetIdAssigned() != nil)
-		if !ok {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(s State, recent []string) *messages.UserSnapshot {
+		return &messages.UserSnapshot{State: s.ToProto(), RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.UserEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.UserSnapshot{State: s.ToProto(), RecentCommandIds: recent})
-	},
-	DecodeSnapshot: func(data []byte) (State, []string, error) {
-		var snap messages.UserSnapshot
-		err := proto.Unmarshal(data, &snap)
+	Restore: func(snap *messages.UserSnapshot) (State, []string) {
 		st := snap.GetState()
 		return State{ID: st.GetUserId(), Username: st.GetUsername(), DisplayName: st.GetDisplayName(), Roles: st.GetRoles(),
-			PasswordHash: st.GetPasswordHash(), Version: st.GetVersion()}, snap.GetRecentCommandIds(), err
+			PasswordHash: st.GetPasswordHash(), Version: st.GetVersion()}, snap.GetRecentCommandIds()
 	},
-}
+})
