@@ -55,6 +55,8 @@ type GrainsConfig struct {
 	Projection projection.Settings
 	// Registry configures the registry of services outside Granary.
 	Registry RegistryConfig
+	// Extra are the user's own grain kinds (see ExtraKind).
+	Extra []ExtraKind
 }
 
 // DefaultGrainsConfig returns the defaults; Store and Logger are the
@@ -101,6 +103,9 @@ func (c GrainsConfig) Validate() error {
 	if err := c.Registry.validate(); err != nil {
 		return err
 	}
+	if err := c.validateExtra(); err != nil {
+		return err
+	}
 	if c.PaymentLimit <= 0 {
 		return fmt.Errorf("payments: PaymentLimit %d must be > 0", c.PaymentLimit)
 	}
@@ -139,11 +144,13 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 		GrainConfig:  c,
 		Participants: saga.Participants{Call: m, Services: m.services},
 		Deadline:     cfg.Saga.Deadline, StepTimeout: cfg.Saga.StepTimeout, MaxDrive: cfg.Saga.MaxDrive,
+		Reminders: scheduler{m.registry.Reminders},
 	}
 	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
 		out = append(out, pcluster.NewKind(def.Kind, saga.Props(def, sc)))
 	}
 	out = append(out, registryKinds(m, cfg)...)
+	out = append(out, extraKinds(m, cfg)...)
 	for _, k := range out {
 		k.Props = lightMailbox(k.Props)
 	}

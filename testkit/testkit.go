@@ -91,6 +91,12 @@ func WithGrainsConfig(f func(*cluster.GrainsConfig)) Option {
 	return func(c *Cluster) { f(&c.grains) }
 }
 
+// WithKinds adds the test's own grain kinds to every member (see
+// cluster.ExtraKind); they share the members' store and grain settings.
+func WithKinds(kinds ...cluster.ExtraKind) Option {
+	return func(c *Cluster) { c.grains.Extra = append(c.grains.Extra, kinds...) }
+}
+
 // WithRegistryTTL sets how long the in-memory registry keeps listing a
 // killed member, like a service registry whose entry expires once a crashed
 // process stops renewing it (default DefaultRegistryTTL). Members also drop
