@@ -8,6 +8,7 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 
 	"granary/actors/registry"
+	"granary/actors/saga"
 	"granary/messages"
 	"granary/persistence/reminder"
 )
@@ -87,6 +88,9 @@ func registryKinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 
 // wakeMessages are what a reminder sends to a grain of each kind.
 var wakeMessages = map[string]func() any{
+	saga.TransferKind: func() any {
+		return &messages.SagaRequest{Command: &messages.SagaRequest_Resume{Resume: &messages.ResumeSaga{}}}
+	},
 	registry.InstanceKind: func() any {
 		return &messages.InstanceRequest{Command: &messages.InstanceRequest_Wake{Wake: &messages.WakeInstance{}}}
 	},
@@ -110,6 +114,10 @@ func (m *Member) startReminders() {
 				return fmt.Errorf("wake %s/%s: %w", d.Kind, d.ID, err)
 			}
 			if f, ok := res.(interface{ GetFailure() *messages.Failure }); ok && f.GetFailure() != nil {
+				if f.GetFailure().GetCode() == messages.CodeNotFound {
+					// A timer whose grain never came to be: drop it.
+					return m.registry.Reminders.Cancel(ctx, d.Key)
+				}
 				return fmt.Errorf("wake %s/%s: %w", d.Kind, d.ID, f.GetFailure())
 			}
 			return nil

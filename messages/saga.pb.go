@@ -1510,9 +1510,12 @@ type TransferInput struct {
 	Amount      int64                  `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
 	// Who asked; the withdrawal is made as them, so the source account's
 	// owner check applies.
-	Caller        *Caller `protobuf:"bytes,5,opt,name=caller,proto3" json:"caller,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Caller *Caller `protobuf:"bytes,5,opt,name=caller,proto3" json:"caller,omitempty"`
+	// When set, the transfer waits for this time (a durable reminder)
+	// before it moves anything.
+	ExecuteAtUnixMs int64 `protobuf:"varint,6,opt,name=execute_at_unix_ms,json=executeAtUnixMs,proto3" json:"execute_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TransferInput) Reset() {
@@ -1578,6 +1581,13 @@ func (x *TransferInput) GetCaller() *Caller {
 		return x.Caller
 	}
 	return nil
+}
+
+func (x *TransferInput) GetExecuteAtUnixMs() int64 {
+	if x != nil {
+		return x.ExecuteAtUnixMs
+	}
+	return 0
 }
 
 type StartSaga struct {
@@ -1744,6 +1754,7 @@ type SagaRequest struct {
 	//	*SagaRequest_Start
 	//	*SagaRequest_Resume
 	//	*SagaRequest_Get
+	//	*SagaRequest_Cancel
 	Command       isSagaRequest_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1827,6 +1838,15 @@ func (x *SagaRequest) GetGet() *GetSaga {
 	return nil
 }
 
+func (x *SagaRequest) GetCancel() *CancelSaga {
+	if x != nil {
+		if x, ok := x.Command.(*SagaRequest_Cancel); ok {
+			return x.Cancel
+		}
+	}
+	return nil
+}
+
 type isSagaRequest_Command interface {
 	isSagaRequest_Command()
 }
@@ -1843,11 +1863,54 @@ type SagaRequest_Get struct {
 	Get *GetSaga `protobuf:"bytes,12,opt,name=get,proto3,oneof"`
 }
 
+type SagaRequest_Cancel struct {
+	Cancel *CancelSaga `protobuf:"bytes,13,opt,name=cancel,proto3,oneof"`
+}
+
 func (*SagaRequest_Start) isSagaRequest_Command() {}
 
 func (*SagaRequest_Resume) isSagaRequest_Command() {}
 
 func (*SagaRequest_Get) isSagaRequest_Command() {}
+
+func (*SagaRequest_Cancel) isSagaRequest_Command() {}
+
+// CancelSaga cancels a scheduled saga before its time.
+type CancelSaga struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelSaga) Reset() {
+	*x = CancelSaga{}
+	mi := &file_saga_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelSaga) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelSaga) ProtoMessage() {}
+
+func (x *CancelSaga) ProtoReflect() protoreflect.Message {
+	mi := &file_saga_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelSaga.ProtoReflect.Descriptor instead.
+func (*CancelSaga) Descriptor() ([]byte, []int) {
+	return file_saga_proto_rawDescGZIP(), []int{27}
+}
 
 type SagaStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1863,7 +1926,7 @@ type SagaStep struct {
 
 func (x *SagaStep) Reset() {
 	*x = SagaStep{}
-	mi := &file_saga_proto_msgTypes[27]
+	mi := &file_saga_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1938,7 @@ func (x *SagaStep) String() string {
 func (*SagaStep) ProtoMessage() {}
 
 func (x *SagaStep) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[27]
+	mi := &file_saga_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1951,7 @@ func (x *SagaStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStep.ProtoReflect.Descriptor instead.
 func (*SagaStep) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{27}
+	return file_saga_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SagaStep) GetName() string {
@@ -1943,14 +2006,16 @@ type SagaState struct {
 	Version         uint64         `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
 	// Steps whose outcome was unknown when they failed (timeout): undone
 	// during compensation although they show as failed.
-	UndoUnknown   []string `protobuf:"bytes,13,rep,name=undo_unknown,json=undoUnknown,proto3" json:"undo_unknown,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UndoUnknown []string `protobuf:"bytes,13,rep,name=undo_unknown,json=undoUnknown,proto3" json:"undo_unknown,omitempty"`
+	// A scheduled saga's time (0: it started at once).
+	ExecuteAtUnixMs int64 `protobuf:"varint,14,opt,name=execute_at_unix_ms,json=executeAtUnixMs,proto3" json:"execute_at_unix_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SagaState) Reset() {
 	*x = SagaState{}
-	mi := &file_saga_proto_msgTypes[28]
+	mi := &file_saga_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2027,7 @@ func (x *SagaState) String() string {
 func (*SagaState) ProtoMessage() {}
 
 func (x *SagaState) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[28]
+	mi := &file_saga_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2040,7 @@ func (x *SagaState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaState.ProtoReflect.Descriptor instead.
 func (*SagaState) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{28}
+	return file_saga_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SagaState) GetKind() string {
@@ -2069,6 +2134,13 @@ func (x *SagaState) GetUndoUnknown() []string {
 	return nil
 }
 
+func (x *SagaState) GetExecuteAtUnixMs() int64 {
+	if x != nil {
+		return x.ExecuteAtUnixMs
+	}
+	return 0
+}
+
 type SagaReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Saga          *SagaState             `protobuf:"bytes,1,opt,name=saga,proto3" json:"saga,omitempty"`
@@ -2080,7 +2152,7 @@ type SagaReply struct {
 
 func (x *SagaReply) Reset() {
 	*x = SagaReply{}
-	mi := &file_saga_proto_msgTypes[29]
+	mi := &file_saga_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2164,7 @@ func (x *SagaReply) String() string {
 func (*SagaReply) ProtoMessage() {}
 
 func (x *SagaReply) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[29]
+	mi := &file_saga_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2177,7 @@ func (x *SagaReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaReply.ProtoReflect.Descriptor instead.
 func (*SagaReply) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{29}
+	return file_saga_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SagaReply) GetSaga() *SagaState {
@@ -2133,15 +2205,17 @@ type SagaStarted struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Kind           string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	DeadlineUnixMs int64                  `protobuf:"varint,2,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
-	Order          *OrderInput            `protobuf:"bytes,10,opt,name=order,proto3" json:"order,omitempty"`
-	Transfer       *TransferInput         `protobuf:"bytes,11,opt,name=transfer,proto3" json:"transfer,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set for a scheduled saga: it is "scheduled" until SagaReleased.
+	ExecuteAtUnixMs int64          `protobuf:"varint,3,opt,name=execute_at_unix_ms,json=executeAtUnixMs,proto3" json:"execute_at_unix_ms,omitempty"`
+	Order           *OrderInput    `protobuf:"bytes,10,opt,name=order,proto3" json:"order,omitempty"`
+	Transfer        *TransferInput `protobuf:"bytes,11,opt,name=transfer,proto3" json:"transfer,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SagaStarted) Reset() {
 	*x = SagaStarted{}
-	mi := &file_saga_proto_msgTypes[30]
+	mi := &file_saga_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2227,7 @@ func (x *SagaStarted) String() string {
 func (*SagaStarted) ProtoMessage() {}
 
 func (x *SagaStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[30]
+	mi := &file_saga_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2240,7 @@ func (x *SagaStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStarted.ProtoReflect.Descriptor instead.
 func (*SagaStarted) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{30}
+	return file_saga_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SagaStarted) GetKind() string {
@@ -2179,6 +2253,13 @@ func (x *SagaStarted) GetKind() string {
 func (x *SagaStarted) GetDeadlineUnixMs() int64 {
 	if x != nil {
 		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
+func (x *SagaStarted) GetExecuteAtUnixMs() int64 {
+	if x != nil {
+		return x.ExecuteAtUnixMs
 	}
 	return 0
 }
@@ -2206,7 +2287,7 @@ type SagaStepStarted struct {
 
 func (x *SagaStepStarted) Reset() {
 	*x = SagaStepStarted{}
-	mi := &file_saga_proto_msgTypes[31]
+	mi := &file_saga_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2299,7 @@ func (x *SagaStepStarted) String() string {
 func (*SagaStepStarted) ProtoMessage() {}
 
 func (x *SagaStepStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[31]
+	mi := &file_saga_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2312,7 @@ func (x *SagaStepStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStepStarted.ProtoReflect.Descriptor instead.
 func (*SagaStepStarted) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{31}
+	return file_saga_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SagaStepStarted) GetStep() string {
@@ -2250,7 +2331,7 @@ type SagaStepCompleted struct {
 
 func (x *SagaStepCompleted) Reset() {
 	*x = SagaStepCompleted{}
-	mi := &file_saga_proto_msgTypes[32]
+	mi := &file_saga_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2262,7 +2343,7 @@ func (x *SagaStepCompleted) String() string {
 func (*SagaStepCompleted) ProtoMessage() {}
 
 func (x *SagaStepCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[32]
+	mi := &file_saga_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2275,7 +2356,7 @@ func (x *SagaStepCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStepCompleted.ProtoReflect.Descriptor instead.
 func (*SagaStepCompleted) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{32}
+	return file_saga_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SagaStepCompleted) GetStep() string {
@@ -2297,7 +2378,7 @@ type SagaStepFailed struct {
 
 func (x *SagaStepFailed) Reset() {
 	*x = SagaStepFailed{}
-	mi := &file_saga_proto_msgTypes[33]
+	mi := &file_saga_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2390,7 @@ func (x *SagaStepFailed) String() string {
 func (*SagaStepFailed) ProtoMessage() {}
 
 func (x *SagaStepFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[33]
+	mi := &file_saga_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2403,7 @@ func (x *SagaStepFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStepFailed.ProtoReflect.Descriptor instead.
 func (*SagaStepFailed) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{33}
+	return file_saga_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SagaStepFailed) GetStep() string {
@@ -2355,7 +2436,7 @@ type SagaStepCompensated struct {
 
 func (x *SagaStepCompensated) Reset() {
 	*x = SagaStepCompensated{}
-	mi := &file_saga_proto_msgTypes[34]
+	mi := &file_saga_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2448,7 @@ func (x *SagaStepCompensated) String() string {
 func (*SagaStepCompensated) ProtoMessage() {}
 
 func (x *SagaStepCompensated) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[34]
+	mi := &file_saga_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2461,7 @@ func (x *SagaStepCompensated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaStepCompensated.ProtoReflect.Descriptor instead.
 func (*SagaStepCompensated) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{34}
+	return file_saga_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SagaStepCompensated) GetStep() string {
@@ -2400,7 +2481,7 @@ type SagaFinished struct {
 
 func (x *SagaFinished) Reset() {
 	*x = SagaFinished{}
-	mi := &file_saga_proto_msgTypes[35]
+	mi := &file_saga_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2493,7 @@ func (x *SagaFinished) String() string {
 func (*SagaFinished) ProtoMessage() {}
 
 func (x *SagaFinished) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[35]
+	mi := &file_saga_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2506,7 @@ func (x *SagaFinished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaFinished.ProtoReflect.Descriptor instead.
 func (*SagaFinished) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{35}
+	return file_saga_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SagaFinished) GetStatus() string {
@@ -2447,6 +2528,7 @@ type SagaEvent struct {
 	//	*SagaEvent_StepFailed
 	//	*SagaEvent_StepCompensated
 	//	*SagaEvent_Finished
+	//	*SagaEvent_Released
 	Event         isSagaEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2454,7 +2536,7 @@ type SagaEvent struct {
 
 func (x *SagaEvent) Reset() {
 	*x = SagaEvent{}
-	mi := &file_saga_proto_msgTypes[36]
+	mi := &file_saga_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2466,7 +2548,7 @@ func (x *SagaEvent) String() string {
 func (*SagaEvent) ProtoMessage() {}
 
 func (x *SagaEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[36]
+	mi := &file_saga_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2479,7 +2561,7 @@ func (x *SagaEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaEvent.ProtoReflect.Descriptor instead.
 func (*SagaEvent) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{36}
+	return file_saga_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SagaEvent) GetCommandId() string {
@@ -2557,6 +2639,15 @@ func (x *SagaEvent) GetFinished() *SagaFinished {
 	return nil
 }
 
+func (x *SagaEvent) GetReleased() *SagaReleased {
+	if x != nil {
+		if x, ok := x.Event.(*SagaEvent_Released); ok {
+			return x.Released
+		}
+	}
+	return nil
+}
+
 type isSagaEvent_Event interface {
 	isSagaEvent_Event()
 }
@@ -2585,6 +2676,10 @@ type SagaEvent_Finished struct {
 	Finished *SagaFinished `protobuf:"bytes,15,opt,name=finished,proto3,oneof"`
 }
 
+type SagaEvent_Released struct {
+	Released *SagaReleased `protobuf:"bytes,16,opt,name=released,proto3,oneof"`
+}
+
 func (*SagaEvent_Started) isSagaEvent_Event() {}
 
 func (*SagaEvent_StepStarted) isSagaEvent_Event() {}
@@ -2597,6 +2692,53 @@ func (*SagaEvent_StepCompensated) isSagaEvent_Event() {}
 
 func (*SagaEvent_Finished) isSagaEvent_Event() {}
 
+func (*SagaEvent_Released) isSagaEvent_Event() {}
+
+// SagaReleased: a scheduled saga's time came; its deadline runs from now.
+type SagaReleased struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DeadlineUnixMs int64                  `protobuf:"varint,1,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SagaReleased) Reset() {
+	*x = SagaReleased{}
+	mi := &file_saga_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SagaReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SagaReleased) ProtoMessage() {}
+
+func (x *SagaReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_saga_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SagaReleased.ProtoReflect.Descriptor instead.
+func (*SagaReleased) Descriptor() ([]byte, []int) {
+	return file_saga_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *SagaReleased) GetDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.DeadlineUnixMs
+	}
+	return 0
+}
+
 type SagaSnapshot struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	State            *SagaState             `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
@@ -2607,7 +2749,7 @@ type SagaSnapshot struct {
 
 func (x *SagaSnapshot) Reset() {
 	*x = SagaSnapshot{}
-	mi := &file_saga_proto_msgTypes[37]
+	mi := &file_saga_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2761,7 @@ func (x *SagaSnapshot) String() string {
 func (*SagaSnapshot) ProtoMessage() {}
 
 func (x *SagaSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_saga_proto_msgTypes[37]
+	mi := &file_saga_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2774,7 @@ func (x *SagaSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SagaSnapshot.ProtoReflect.Descriptor instead.
 func (*SagaSnapshot) Descriptor() ([]byte, []int) {
-	return file_saga_proto_rawDescGZIP(), []int{37}
+	return file_saga_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SagaSnapshot) GetState() *SagaState {
@@ -2767,7 +2909,7 @@ const file_saga_proto_rawDesc = "" +
 	"\bquantity\x18\x04 \x01(\x03R\bquantity\x12\x16\n" +
 	"\x06amount\x18\x05 \x01(\x03R\x06amount\x12\x1d\n" +
 	"\n" +
-	"payment_id\x18\x06 \x01(\tR\tpaymentId\"\xb6\x01\n" +
+	"payment_id\x18\x06 \x01(\tR\tpaymentId\"\xe3\x01\n" +
 	"\rTransferInput\x12\x1f\n" +
 	"\vtransfer_id\x18\x01 \x01(\tR\n" +
 	"transferId\x12!\n" +
@@ -2775,7 +2917,8 @@ const file_saga_proto_rawDesc = "" +
 	"\n" +
 	"to_account\x18\x03 \x01(\tR\ttoAccount\x12\x16\n" +
 	"\x06amount\x18\x04 \x01(\x03R\x06amount\x12*\n" +
-	"\x06caller\x18\x05 \x01(\v2\x12.granary.v1.CallerR\x06caller\"}\n" +
+	"\x06caller\x18\x05 \x01(\v2\x12.granary.v1.CallerR\x06caller\x12+\n" +
+	"\x12execute_at_unix_ms\x18\x06 \x01(\x03R\x0fexecuteAtUnixMs\"}\n" +
 	"\tStartSaga\x12.\n" +
 	"\x05order\x18\n" +
 	" \x01(\v2\x16.granary.v1.OrderInputH\x00R\x05order\x127\n" +
@@ -2783,7 +2926,7 @@ const file_saga_proto_rawDesc = "" +
 	"\x05input\"\f\n" +
 	"\n" +
 	"ResumeSaga\"\t\n" +
-	"\aGetSaga\"\xeb\x01\n" +
+	"\aGetSaga\"\x9d\x02\n" +
 	"\vSagaRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
@@ -2791,14 +2934,17 @@ const file_saga_proto_rawDesc = "" +
 	"\x05start\x18\n" +
 	" \x01(\v2\x15.granary.v1.StartSagaH\x00R\x05start\x120\n" +
 	"\x06resume\x18\v \x01(\v2\x16.granary.v1.ResumeSagaH\x00R\x06resume\x12'\n" +
-	"\x03get\x18\f \x01(\v2\x13.granary.v1.GetSagaH\x00R\x03getB\t\n" +
-	"\acommand\"\xa6\x01\n" +
+	"\x03get\x18\f \x01(\v2\x13.granary.v1.GetSagaH\x00R\x03get\x120\n" +
+	"\x06cancel\x18\r \x01(\v2\x16.granary.v1.CancelSagaH\x00R\x06cancelB\t\n" +
+	"\acommand\"\f\n" +
+	"\n" +
+	"CancelSaga\"\xa6\x01\n" +
 	"\bSagaStep\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x12started_at_unix_ms\x18\x04 \x01(\x03R\x0fstartedAtUnixMs\x12+\n" +
-	"\x12updated_at_unix_ms\x18\x05 \x01(\x03R\x0fupdatedAtUnixMs\"\xd0\x03\n" +
+	"\x12updated_at_unix_ms\x18\x05 \x01(\x03R\x0fupdatedAtUnixMs\"\xfd\x03\n" +
 	"\tSagaState\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
@@ -2814,14 +2960,16 @@ const file_saga_proto_rawDesc = "" +
 	" \x01(\v2\x16.granary.v1.OrderInputR\x05order\x125\n" +
 	"\btransfer\x18\v \x01(\v2\x19.granary.v1.TransferInputR\btransfer\x12\x18\n" +
 	"\aversion\x18\f \x01(\x04R\aversion\x12!\n" +
-	"\fundo_unknown\x18\r \x03(\tR\vundoUnknown\"\x82\x01\n" +
+	"\fundo_unknown\x18\r \x03(\tR\vundoUnknown\x12+\n" +
+	"\x12execute_at_unix_ms\x18\x0e \x01(\x03R\x0fexecuteAtUnixMs\"\x82\x01\n" +
 	"\tSagaReply\x12)\n" +
 	"\x04saga\x18\x01 \x01(\v2\x15.granary.v1.SagaStateR\x04saga\x12-\n" +
 	"\afailure\x18\x02 \x01(\v2\x13.granary.v1.FailureR\afailure\x12\x1b\n" +
-	"\tserved_by\x18\x03 \x01(\tR\bservedBy\"\xb0\x01\n" +
+	"\tserved_by\x18\x03 \x01(\tR\bservedBy\"\xdd\x01\n" +
 	"\vSagaStarted\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12(\n" +
-	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12,\n" +
+	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12+\n" +
+	"\x12execute_at_unix_ms\x18\x03 \x01(\x03R\x0fexecuteAtUnixMs\x12,\n" +
 	"\x05order\x18\n" +
 	" \x01(\v2\x16.granary.v1.OrderInputR\x05order\x125\n" +
 	"\btransfer\x18\v \x01(\v2\x19.granary.v1.TransferInputR\btransfer\"%\n" +
@@ -2836,7 +2984,7 @@ const file_saga_proto_rawDesc = "" +
 	"\x13SagaStepCompensated\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\tR\x04step\"&\n" +
 	"\fSagaFinished\x12\x16\n" +
-	"\x06status\x18\x01 \x01(\tR\x06status\"\xe6\x03\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\"\x9e\x04\n" +
 	"\tSagaEvent\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12-\n" +
@@ -2848,8 +2996,11 @@ const file_saga_proto_rawDesc = "" +
 	"\vstep_failed\x18\r \x01(\v2\x1a.granary.v1.SagaStepFailedH\x00R\n" +
 	"stepFailed\x12L\n" +
 	"\x10step_compensated\x18\x0e \x01(\v2\x1f.granary.v1.SagaStepCompensatedH\x00R\x0fstepCompensated\x126\n" +
-	"\bfinished\x18\x0f \x01(\v2\x18.granary.v1.SagaFinishedH\x00R\bfinishedB\a\n" +
-	"\x05event\"i\n" +
+	"\bfinished\x18\x0f \x01(\v2\x18.granary.v1.SagaFinishedH\x00R\bfinished\x126\n" +
+	"\breleased\x18\x10 \x01(\v2\x18.granary.v1.SagaReleasedH\x00R\breleasedB\a\n" +
+	"\x05event\"8\n" +
+	"\fSagaReleased\x12(\n" +
+	"\x10deadline_unix_ms\x18\x01 \x01(\x03R\x0edeadlineUnixMs\"i\n" +
 	"\fSagaSnapshot\x12+\n" +
 	"\x05state\x18\x01 \x01(\v2\x15.granary.v1.SagaStateR\x05state\x12,\n" +
 	"\x12recent_command_ids\x18\x02 \x03(\tR\x10recentCommandIdsB\x12Z\x10granary/messagesb\x06proto3"
@@ -2866,7 +3017,7 @@ func file_saga_proto_rawDescGZIP() []byte {
 	return file_saga_proto_rawDescData
 }
 
-var file_saga_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_saga_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_saga_proto_goTypes = []any{
 	(*SetStock)(nil),            // 0: granary.v1.SetStock
 	(*ReserveStock)(nil),        // 1: granary.v1.ReserveStock
@@ -2895,64 +3046,68 @@ var file_saga_proto_goTypes = []any{
 	(*ResumeSaga)(nil),          // 24: granary.v1.ResumeSaga
 	(*GetSaga)(nil),             // 25: granary.v1.GetSaga
 	(*SagaRequest)(nil),         // 26: granary.v1.SagaRequest
-	(*SagaStep)(nil),            // 27: granary.v1.SagaStep
-	(*SagaState)(nil),           // 28: granary.v1.SagaState
-	(*SagaReply)(nil),           // 29: granary.v1.SagaReply
-	(*SagaStarted)(nil),         // 30: granary.v1.SagaStarted
-	(*SagaStepStarted)(nil),     // 31: granary.v1.SagaStepStarted
-	(*SagaStepCompleted)(nil),   // 32: granary.v1.SagaStepCompleted
-	(*SagaStepFailed)(nil),      // 33: granary.v1.SagaStepFailed
-	(*SagaStepCompensated)(nil), // 34: granary.v1.SagaStepCompensated
-	(*SagaFinished)(nil),        // 35: granary.v1.SagaFinished
-	(*SagaEvent)(nil),           // 36: granary.v1.SagaEvent
-	(*SagaSnapshot)(nil),        // 37: granary.v1.SagaSnapshot
-	nil,                         // 38: granary.v1.InventorySnapshot.HeldEntry
-	(*Failure)(nil),             // 39: granary.v1.Failure
-	(*Caller)(nil),              // 40: granary.v1.Caller
+	(*CancelSaga)(nil),          // 27: granary.v1.CancelSaga
+	(*SagaStep)(nil),            // 28: granary.v1.SagaStep
+	(*SagaState)(nil),           // 29: granary.v1.SagaState
+	(*SagaReply)(nil),           // 30: granary.v1.SagaReply
+	(*SagaStarted)(nil),         // 31: granary.v1.SagaStarted
+	(*SagaStepStarted)(nil),     // 32: granary.v1.SagaStepStarted
+	(*SagaStepCompleted)(nil),   // 33: granary.v1.SagaStepCompleted
+	(*SagaStepFailed)(nil),      // 34: granary.v1.SagaStepFailed
+	(*SagaStepCompensated)(nil), // 35: granary.v1.SagaStepCompensated
+	(*SagaFinished)(nil),        // 36: granary.v1.SagaFinished
+	(*SagaEvent)(nil),           // 37: granary.v1.SagaEvent
+	(*SagaReleased)(nil),        // 38: granary.v1.SagaReleased
+	(*SagaSnapshot)(nil),        // 39: granary.v1.SagaSnapshot
+	nil,                         // 40: granary.v1.InventorySnapshot.HeldEntry
+	(*Failure)(nil),             // 41: granary.v1.Failure
+	(*Caller)(nil),              // 42: granary.v1.Caller
 }
 var file_saga_proto_depIdxs = []int32{
 	0,  // 0: granary.v1.InventoryRequest.set:type_name -> granary.v1.SetStock
 	1,  // 1: granary.v1.InventoryRequest.reserve:type_name -> granary.v1.ReserveStock
 	2,  // 2: granary.v1.InventoryRequest.release:type_name -> granary.v1.ReleaseStock
 	3,  // 3: granary.v1.InventoryRequest.get:type_name -> granary.v1.GetStock
-	39, // 4: granary.v1.InventoryReply.failure:type_name -> granary.v1.Failure
+	41, // 4: granary.v1.InventoryReply.failure:type_name -> granary.v1.Failure
 	6,  // 5: granary.v1.InventoryEvent.set:type_name -> granary.v1.StockSet
 	7,  // 6: granary.v1.InventoryEvent.reserved:type_name -> granary.v1.StockReserved
 	8,  // 7: granary.v1.InventoryEvent.released:type_name -> granary.v1.StockReleased
-	38, // 8: granary.v1.InventorySnapshot.held:type_name -> granary.v1.InventorySnapshot.HeldEntry
+	40, // 8: granary.v1.InventorySnapshot.held:type_name -> granary.v1.InventorySnapshot.HeldEntry
 	11, // 9: granary.v1.PaymentRequest.charge:type_name -> granary.v1.ChargePayment
 	12, // 10: granary.v1.PaymentRequest.refund:type_name -> granary.v1.RefundPayment
 	13, // 11: granary.v1.PaymentRequest.get:type_name -> granary.v1.GetPayment
 	15, // 12: granary.v1.PaymentReply.payment:type_name -> granary.v1.PaymentState
-	39, // 13: granary.v1.PaymentReply.failure:type_name -> granary.v1.Failure
+	41, // 13: granary.v1.PaymentReply.failure:type_name -> granary.v1.Failure
 	17, // 14: granary.v1.PaymentEvent.completed:type_name -> granary.v1.PaymentCompleted
 	18, // 15: granary.v1.PaymentEvent.refunded:type_name -> granary.v1.PaymentRefunded
 	15, // 16: granary.v1.PaymentSnapshot.state:type_name -> granary.v1.PaymentState
-	40, // 17: granary.v1.TransferInput.caller:type_name -> granary.v1.Caller
+	42, // 17: granary.v1.TransferInput.caller:type_name -> granary.v1.Caller
 	21, // 18: granary.v1.StartSaga.order:type_name -> granary.v1.OrderInput
 	22, // 19: granary.v1.StartSaga.transfer:type_name -> granary.v1.TransferInput
 	23, // 20: granary.v1.SagaRequest.start:type_name -> granary.v1.StartSaga
 	24, // 21: granary.v1.SagaRequest.resume:type_name -> granary.v1.ResumeSaga
 	25, // 22: granary.v1.SagaRequest.get:type_name -> granary.v1.GetSaga
-	27, // 23: granary.v1.SagaState.steps:type_name -> granary.v1.SagaStep
-	21, // 24: granary.v1.SagaState.order:type_name -> granary.v1.OrderInput
-	22, // 25: granary.v1.SagaState.transfer:type_name -> granary.v1.TransferInput
-	28, // 26: granary.v1.SagaReply.saga:type_name -> granary.v1.SagaState
-	39, // 27: granary.v1.SagaReply.failure:type_name -> granary.v1.Failure
-	21, // 28: granary.v1.SagaStarted.order:type_name -> granary.v1.OrderInput
-	22, // 29: granary.v1.SagaStarted.transfer:type_name -> granary.v1.TransferInput
-	30, // 30: granary.v1.SagaEvent.started:type_name -> granary.v1.SagaStarted
-	31, // 31: granary.v1.SagaEvent.step_started:type_name -> granary.v1.SagaStepStarted
-	32, // 32: granary.v1.SagaEvent.step_completed:type_name -> granary.v1.SagaStepCompleted
-	33, // 33: granary.v1.SagaEvent.step_failed:type_name -> granary.v1.SagaStepFailed
-	34, // 34: granary.v1.SagaEvent.step_compensated:type_name -> granary.v1.SagaStepCompensated
-	35, // 35: granary.v1.SagaEvent.finished:type_name -> granary.v1.SagaFinished
-	28, // 36: granary.v1.SagaSnapshot.state:type_name -> granary.v1.SagaState
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	27, // 23: granary.v1.SagaRequest.cancel:type_name -> granary.v1.CancelSaga
+	28, // 24: granary.v1.SagaState.steps:type_name -> granary.v1.SagaStep
+	21, // 25: granary.v1.SagaState.order:type_name -> granary.v1.OrderInput
+	22, // 26: granary.v1.SagaState.transfer:type_name -> granary.v1.TransferInput
+	29, // 27: granary.v1.SagaReply.saga:type_name -> granary.v1.SagaState
+	41, // 28: granary.v1.SagaReply.failure:type_name -> granary.v1.Failure
+	21, // 29: granary.v1.SagaStarted.order:type_name -> granary.v1.OrderInput
+	22, // 30: granary.v1.SagaStarted.transfer:type_name -> granary.v1.TransferInput
+	31, // 31: granary.v1.SagaEvent.started:type_name -> granary.v1.SagaStarted
+	32, // 32: granary.v1.SagaEvent.step_started:type_name -> granary.v1.SagaStepStarted
+	33, // 33: granary.v1.SagaEvent.step_completed:type_name -> granary.v1.SagaStepCompleted
+	34, // 34: granary.v1.SagaEvent.step_failed:type_name -> granary.v1.SagaStepFailed
+	35, // 35: granary.v1.SagaEvent.step_compensated:type_name -> granary.v1.SagaStepCompensated
+	36, // 36: granary.v1.SagaEvent.finished:type_name -> granary.v1.SagaFinished
+	38, // 37: granary.v1.SagaEvent.released:type_name -> granary.v1.SagaReleased
+	29, // 38: granary.v1.SagaSnapshot.state:type_name -> granary.v1.SagaState
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_saga_proto_init() }
@@ -2989,14 +3144,16 @@ func file_saga_proto_init() {
 		(*SagaRequest_Start)(nil),
 		(*SagaRequest_Resume)(nil),
 		(*SagaRequest_Get)(nil),
+		(*SagaRequest_Cancel)(nil),
 	}
-	file_saga_proto_msgTypes[36].OneofWrappers = []any{
+	file_saga_proto_msgTypes[37].OneofWrappers = []any{
 		(*SagaEvent_Started)(nil),
 		(*SagaEvent_StepStarted)(nil),
 		(*SagaEvent_StepCompleted)(nil),
 		(*SagaEvent_StepFailed)(nil),
 		(*SagaEvent_StepCompensated)(nil),
 		(*SagaEvent_Finished)(nil),
+		(*SagaEvent_Released)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3004,7 +3161,7 @@ func file_saga_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_saga_proto_rawDesc), len(file_saga_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

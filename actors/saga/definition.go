@@ -59,6 +59,16 @@ type Config struct {
 	// is left for the next request or the recovery sweep, so a grain never
 	// blocks forever on a participant that is down.
 	MaxDrive time.Duration
+	// Reminders wake a scheduled saga at its time, on whichever member
+	// hosts it then (nil: no scheduled sagas).
+	Reminders Reminders
+}
+
+// Reminders are the durable timers a scheduled saga is woken by (see
+// persistence/reminder); the cluster provides them.
+type Reminders interface {
+	Schedule(ctx context.Context, kind, id string, at time.Time) error
+	Unschedule(ctx context.Context, kind, id string) error
 }
 
 // Defaults for Config.

@@ -76,12 +76,20 @@ func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
 				return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
 			}
 		}
-		g.drive()
+		if err := g.drive(); err != nil {
+			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
+		}
 	case *messages.SagaRequest_Resume:
 		if g.host.State().GetVersion() == 0 {
 			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
 		}
-		g.drive()
+		if err := g.drive(); err != nil {
+			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
+		}
+	case *messages.SagaRequest_Cancel:
+		if err := g.cancel(); err != nil {
+			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
+		}
 	default:
 		return fail(messages.Fail(messages.CodeValidationFailed, "unknown saga command %T", cmd))
 	}
@@ -101,6 +109,22 @@ func (g *grain) start(in *messages.StartSaga) error {
 	}
 	started := &messages.SagaStarted{Kind: g.def.Kind, DeadlineUnixMs: now.Add(g.cfg.Deadline).UnixMilli(),
 		Order: in.GetOrder(), Transfer: in.GetTransfer()}
+	if at := in.GetTransfer().GetExecuteAtUnixMs(); at > 0 {
+		if g.cfg.Reminders == nil {
+			return messages.Fail(messages.CodeServiceUnavailable, "scheduled %s needs durable timers, which this member lacks", g.def.Kind)
+		}
+		started.ExecuteAtUnixMs = at
+		rec.Status = StatusScheduled
+		// The timer first: a saga recorded without one would never run. A
+		// timer without a saga (the journal write below failed) finds
+		// nothing when it fires and is dropped.
+		if err := g.cfg.Reminders.Schedule(ctx, g.def.Kind, g.id, time.UnixMilli(at)); err != nil {
+			return messages.Fail(messages.CodeServiceUnavailable, "the %s's timer could not be set; retry", g.def.Kind)
+		}
+		if err := g.cfg.Store.PutSaga(ctx, rec); err != nil {
+			return fmt.Errorf("index saga %s: %w", g.id, err)
+		}
+	}
 	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
 		if s.GetVersion() > 0 {
 			return nil
@@ -134,28 +158,99 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	return nil
 }
 
-// drive runs the saga until it finishes or MaxDrive passes.
-func (g *grain) drive() {
+// drive runs the saga until it finishes or MaxDrive passes. It fails only
+// when a scheduled saga's timer could not be armed: the caller must hear
+// that its saga may not run.
+func (g *grain) drive() error {
 	until := g.cfg.Now().Add(g.cfg.MaxDrive)
+	defer g.disarm()
 	for g.cfg.Now().Before(until) {
 		s := g.host.State()
 		var err error
 		switch s.GetStatus() {
-		case StatusCompleted, StatusCompensated:
-			return
+		case StatusCompleted, StatusCompensated, StatusCancelled:
+			return nil
+		case StatusScheduled:
+			if g.cfg.Now().UnixMilli() < s.GetExecuteAtUnixMs() {
+				return g.arm(s)
+			}
+			err = g.release()
 		case StatusStarted:
 			err = g.forward(s, until)
 		case StatusCompensating:
 			err = g.compensate(s, until)
 		default:
 			g.cfg.Logger.Error("saga in unknown status", "saga", g.id, "status", s.GetStatus())
-			return
+			return nil
 		}
 		if err != nil {
 			g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
-			return
+			return nil
 		}
 	}
+	return nil
+}
+
+// arm (re)sets a scheduled saga's reminder to its time; arming it again
+// on every request and sweep repairs one whose first arming failed.
+func (g *grain) arm(s *messages.SagaState) error {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	if err := g.cfg.Reminders.Schedule(ctx, g.def.Kind, g.id, time.UnixMilli(s.GetExecuteAtUnixMs())); err != nil {
+		return messages.Fail(messages.CodeServiceUnavailable, "the %s's timer could not be set; retry", g.def.Kind)
+	}
+	return nil
+}
+
+// disarm drops the reminder of a scheduled saga that has finished (its
+// wake would find nothing to do).
+func (g *grain) disarm() {
+	s := g.host.State()
+	if s.GetExecuteAtUnixMs() == 0 || !Finished(s) || g.cfg.Reminders == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	if err := g.cfg.Reminders.Unschedule(ctx, g.def.Kind, g.id); err != nil {
+		g.cfg.Logger.Warn("dropping a finished saga's timer failed; it fires once for nothing", "saga", g.id, "err", err)
+	}
+}
+
+// release starts a scheduled saga whose time came: its deadline counts
+// from now, not from when it was scheduled.
+func (g *grain) release() error {
+	deadline := g.cfg.Now().Add(g.cfg.Deadline).UnixMilli()
+	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		if s.GetStatus() != StatusScheduled {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_Released{Released: &messages.SagaReleased{DeadlineUnixMs: deadline}}}
+	})
+}
+
+// cancel cancels a scheduled saga; one that already ran (or is running)
+// cannot be, and says what it is.
+func (g *grain) cancel() error {
+	s := g.host.State()
+	if s.GetVersion() == 0 {
+		return messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id)
+	}
+	var status string
+	err := g.record(func(s *messages.SagaState) *messages.SagaEvent {
+		status = s.GetStatus()
+		if status != StatusScheduled {
+			return nil
+		}
+		return &messages.SagaEvent{Event: &messages.SagaEvent_Finished{Finished: &messages.SagaFinished{Status: StatusCancelled}}}
+	})
+	if err != nil {
+		return err
+	}
+	if status != StatusScheduled && status != StatusCancelled {
+		return messages.Fail(messages.CodeVersionConflict, "the %s is %s: only a scheduled one can be cancelled", g.def.Kind, status)
+	}
+	g.disarm() // cancelled again (a re-sent cancel) answers as the first did
+	return nil
 }
 
 // errPaused: the drive ran out of time; the saga is consistent and resumes

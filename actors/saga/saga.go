@@ -26,6 +26,10 @@ const (
 	StatusCompensating = "compensating"
 	StatusCompleted    = "completed"
 	StatusCompensated  = "compensated"
+	// A scheduled saga waits for its time; one cancelled before it never
+	// ran.
+	StatusScheduled = "scheduled"
+	StatusCancelled = "cancelled"
 )
 
 // Step statuses.
@@ -41,7 +45,7 @@ const ErrDeadline = "saga deadline exceeded"
 
 // Finished reports whether a saga has nothing left to do.
 func Finished(s *messages.SagaState) bool {
-	return s.GetStatus() == StatusCompleted || s.GetStatus() == StatusCompensated
+	return s.GetStatus() == StatusCompleted || s.GetStatus() == StatusCompensated || s.GetStatus() == StatusCancelled
 }
 
 // apply folds one saga event into the state. steps are the saga kind's step
@@ -68,6 +72,9 @@ func apply(steps []string) func(s *messages.SagaState, id string, ev *messages.S
 			s.Kind, s.Id, s.Status = e.Started.GetKind(), id, StatusStarted
 			s.StartedAtUnixMs, s.DeadlineUnixMs = at, e.Started.GetDeadlineUnixMs()
 			s.Order, s.Transfer = e.Started.GetOrder(), e.Started.GetTransfer()
+			if at := e.Started.GetExecuteAtUnixMs(); at > 0 {
+				s.Status, s.ExecuteAtUnixMs = StatusScheduled, at
+			}
 			for _, name := range steps {
 				s.Steps = append(s.Steps, &messages.SagaStep{Name: name, Status: StepPending})
 			}
@@ -88,6 +95,8 @@ func apply(steps []string) func(s *messages.SagaState, id string, ev *messages.S
 				st.Status = StepCompensated
 			}
 			s.UndoUnknown = slices.DeleteFunc(s.UndoUnknown, func(n string) bool { return n == name })
+		case *messages.SagaEvent_Released:
+			s.Status, s.DeadlineUnixMs = StatusStarted, e.Released.GetDeadlineUnixMs()
 		case *messages.SagaEvent_Finished:
 			s.Status = e.Finished.GetStatus()
 		}
@@ -111,6 +120,8 @@ func typeOf(ev *messages.SagaEvent) string {
 		return "SagaStepCompensated"
 	case *messages.SagaEvent_Finished:
 		return "SagaFinished"
+	case *messages.SagaEvent_Released:
+		return "SagaReleased"
 	}
 	return ""
 }

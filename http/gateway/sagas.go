@@ -59,12 +59,15 @@ type transferJSON struct {
 	FailedStep  string     `json:"failed_step"`
 	Error       string     `json:"error"`
 	Steps       []stepJSON `json:"steps"`
+	// ExecuteAt is a scheduled transfer's time (absent otherwise).
+	ExecuteAt *string `json:"execute_at,omitempty"`
 }
 
 func renderTransfer(s *messages.SagaState) transferJSON {
 	t := s.GetTransfer()
 	return transferJSON{TransferID: s.GetId(), FromAccount: t.GetFromAccount(), ToAccount: t.GetToAccount(), Amount: t.GetAmount(),
-		Status: s.GetStatus(), FailedStep: s.GetFailedStep(), Error: s.GetError(), Steps: renderSteps(s)}
+		Status: s.GetStatus(), FailedStep: s.GetFailedStep(), Error: s.GetError(), Steps: renderSteps(s),
+		ExecuteAt: msTime(s.GetExecuteAtUnixMs())}
 }
 
 type orderJSON struct {
@@ -144,6 +147,30 @@ type transferBody struct {
 	FromAccount *string `json:"from_account"`
 	ToAccount   *string `json:"to_account"`
 	Amount      *int64  `json:"amount"`
+	ExecuteAt   *string `json:"execute_at"`
+}
+
+// Bounds of a scheduled transfer's time.
+const (
+	minScheduleAhead = time.Second
+	maxScheduleAhead = 366 * 24 * time.Hour
+)
+
+// executeAt parses a scheduled transfer's time (0 when there is none).
+func executeAt(raw *string, now time.Time) (int64, error) {
+	if raw == nil {
+		return 0, nil
+	}
+	at, err := time.Parse(time.RFC3339Nano, *raw)
+	switch {
+	case err != nil:
+		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: an RFC 3339 time (2026-12-24T18:00:00Z)")
+	case at.Before(now.Add(minScheduleAhead)):
+		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: at least %v ahead", minScheduleAhead)
+	case at.After(now.Add(maxScheduleAhead)):
+		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: at most 366 days ahead")
+	}
+	return at.UnixMilli(), nil
 }
 
 func (g *Gateway) createTransfer(c echo.Context) error {
@@ -164,6 +191,10 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > account.MaxAmount:
 		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", account.MaxAmount)
 	}
+	at, err := executeAt(b.ExecuteAt, time.Now())
+	if err != nil {
+		return err
+	}
 	if b.TransferID != nil {
 		id = *b.TransferID
 		if existing, err := getSaga(g, c, saga.TransferKind, id); err == nil {
@@ -183,7 +214,8 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	p := principal(c)
 	r, err := g.sagaCall(c, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
 		Input: &messages.StartSaga_Transfer{Transfer: &messages.TransferInput{TransferId: id, FromAccount: *b.FromAccount,
-			ToAccount: *b.ToAccount, Amount: *b.Amount, Caller: &messages.Caller{Subject: p.Subject, Admin: p.Admin()}}}}}}, g.sagaTimeout())
+			ToAccount: *b.ToAccount, Amount: *b.Amount, Caller: &messages.Caller{Subject: p.Subject, Admin: p.Admin()},
+			ExecuteAtUnixMs: at}}}}}, g.sagaTimeout())
 	if err != nil {
 		return err
 	}
@@ -204,6 +236,30 @@ func (g *Gateway) mayActOnTransfer(c echo.Context, s *messages.SagaState) error 
 		return nil
 	}
 	return messages.Fail(messages.CodeForbidden, "not your transfer")
+}
+
+// cancelTransfer cancels a scheduled transfer before its time.
+func (g *Gateway) cancelTransfer(c echo.Context) error {
+	id := c.Param("id")
+	if !idPattern.MatchString(id) {
+		return messages.Fail(messages.CodeNotFound, "transfer %q not found", id)
+	}
+	var b struct{}
+	if err := g.bindJSON(c, &b); err != nil {
+		return err
+	}
+	s, err := getSaga(g, c, saga.TransferKind, id)
+	if err != nil {
+		return err
+	}
+	if err := g.mayActOnTransfer(c, s); err != nil {
+		return err
+	}
+	r, err := g.sagaCall(c, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Cancel{Cancel: &messages.CancelSaga{}}}, g.cfg.CallTimeout)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, renderTransfer(r.GetSaga()))
 }
 
 func (g *Gateway) getTransfer(c echo.Context) error {
@@ -358,10 +414,10 @@ func (g *Gateway) listSagas(c echo.Context) error {
 	if raw := c.QueryParam("status"); raw != "" {
 		for _, s := range strings.Split(raw, ",") {
 			switch s {
-			case saga.StatusStarted, saga.StatusCompensating, saga.StatusCompleted, saga.StatusCompensated:
+			case saga.StatusStarted, saga.StatusCompensating, saga.StatusCompleted, saga.StatusCompensated, saga.StatusScheduled, saga.StatusCancelled:
 				f.Statuses = append(f.Statuses, s)
 			default:
-				return messages.Fail(messages.CodeValidationFailed, "status: %q is not started, compensating, completed or compensated", s)
+				return messages.Fail(messages.CodeValidationFailed, "status: %q is not scheduled, started, compensating, completed, compensated or cancelled", s)
 			}
 		}
 	}
@@ -400,6 +456,7 @@ func (g *Gateway) sagaRoutes(e *echo.Echo, mutating ...echo.MiddlewareFunc) {
 	post := append([]echo.MiddlewareFunc{authed}, mutating...)
 	e.POST("/api/v1/transfers", g.createTransfer, post...)
 	e.GET("/api/v1/transfers/:id", g.getTransfer, authed)
+	e.POST("/api/v1/transfers/:id/cancel", g.cancelTransfer, post...)
 	e.POST("/api/v1/orders", g.createOrder, post...)
 	e.GET("/api/v1/orders/:id", g.getOrder, authed)
 	e.GET("/api/v1/inventory/:product_id", g.getInventory, authed)

@@ -38,6 +38,7 @@ type transferBody struct {
 	FailedStep  string     `json:"failed_step"`
 	Error       string     `json:"error"`
 	Steps       []stepBody `json:"steps"`
+	ExecuteAt   string     `json:"execute_at"`
 }
 
 func stepsOf(steps []stepBody) string {
