@@ -20,7 +20,7 @@ test: ## all tests, with the race detector
 	$(GO) test $(TEST_FLAGS) ./...
 	@# Several members in one process race inside Proto.Actor (see
 	@# testkit.ErrSharedProcessRace); those tests skip under -race and run here.
-	$(GO) test -count=1 -timeout 10m ./cluster/... ./testkit/...
+	$(GO) test -count=1 -timeout 10m ./cluster/... ./testkit/... ./examples/...
 
 bench: ## Granary vs a hand-written baseline on a real redis-server, same run (BENCH_FLAGS: see bin/bench -h); JSON in bench/results/
 	$(GO) build -o $(BIN) ./cmd/granary
@@ -34,9 +34,10 @@ generate: ## regenerate protobuf code (Debian protoc + Go-installed plugin)
 	@command -v $(PROTOC) >/dev/null || { echo "protoc missing: apt-get install -y protobuf-compiler"; exit 1; }
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PGG_PIN)
 	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(PROTOC) -I messages --go_out=messages --go_opt=paths=source_relative messages/*.proto
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(PROTOC) -I examples/wallet -I messages --go_out=examples/wallet --go_opt=paths=source_relative examples/wallet/wallet.proto
 
 check-generated: generate ## fail when committed generated code is stale
-	git diff --exit-code -- messages/
+	git diff --exit-code -- messages/ examples/
 
 vet:
 	$(GO) vet ./...
