@@ -10,7 +10,7 @@ import (
 )
 
 // Kind is the cluster kind name of account grains.
-const Kind = "account"
+const Kind = messages.AccountKind
 
 // GrainConfig is what an account grain needs from its member.
 type GrainConfig = es.GrainConfig

@@ -14,7 +14,7 @@ import (
 
 const (
 	// MaxAmount bounds every amount a client may send (10^15 minor units).
-	MaxAmount int64 = 1_000_000_000_000_000
+	MaxAmount = messages.MaxAmount
 	// MaxBalance keeps balances far from int64 overflow.
 	MaxBalance int64 = 1_000_000_000_000_000_000
 )

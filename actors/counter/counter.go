@@ -7,7 +7,6 @@ package counter
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -18,14 +17,14 @@ import (
 )
 
 // Kind is the cluster kind of counter grains.
-const Kind = "counter"
+const Kind = messages.CounterKind
 
 // MaxIncrement bounds one increment, like every amount a client sends.
-const MaxIncrement int64 = 1_000_000_000_000_000
+const MaxIncrement = messages.MaxCounterIncrement
 
 // NamePattern is what a counter or group name may look like; names are
 // grain identities, so the gateway refuses anything else.
-var NamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+var NamePattern = messages.CounterNamePattern
 
 // State is a counter folded from its events.
 type State struct {

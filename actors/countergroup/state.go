@@ -19,7 +19,7 @@ import (
 )
 
 // Kind is the cluster kind of counter groups.
-const Kind = "countergroup"
+const Kind = messages.CounterGroupKind
 
 // MaxCounters bounds a group's children: clients must not grow a grain
 // without limit.

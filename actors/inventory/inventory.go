@@ -19,10 +19,10 @@ import (
 
 // Kind is the cluster kind of inventory grains; the identity is the
 // product id.
-const Kind = "inventory"
+const Kind = messages.InventoryKind
 
 // MaxQuantity bounds stock and reservation sizes.
-const MaxQuantity int64 = 1_000_000_000
+const MaxQuantity = messages.MaxQuantity
 
 // State is a product's stock.
 type State struct {

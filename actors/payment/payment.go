@@ -19,7 +19,7 @@ import (
 )
 
 // Kind is the cluster kind of payment grains.
-const Kind = "payment"
+const Kind = messages.PaymentKind
 
 // Statuses of a payment record.
 const (

@@ -17,11 +17,12 @@ import (
 	"log/slog"
 	"time"
 
+	"granary/messages"
 	"granary/persistence"
 )
 
 // Kind is the cluster kind name of projection grains.
-const Kind = "projection"
+const Kind = messages.ProjectionKind
 
 // Settings are a projection's tunables; DefaultSettings has them all.
 type Settings struct {

@@ -14,7 +14,6 @@ package registry
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -25,16 +24,16 @@ import (
 const (
 	// InstanceKind is the cluster kind of instance grains; the identity is
 	// "<service>/<instance_id>".
-	InstanceKind = "service_instance"
+	InstanceKind = messages.InstanceKind
 	// RouteKind is the cluster kind of the route table grain, of which
 	// there is one, RouteTableID.
-	RouteKind    = "route_table"
-	RouteTableID = "routes"
+	RouteKind    = messages.RouteKind
+	RouteTableID = messages.RouteTableID
 )
 
 // NamePattern is the contract's rule for service names, instance ids and
 // route names.
-var NamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+var NamePattern = messages.RegistryNamePattern
 
 // Limits keep what a client can make the registry hold bounded.
 const (
@@ -47,25 +46,25 @@ const (
 	MaxPrefix        = 256
 	// DefaultMaxInstances caps registered instances (all services).
 	DefaultMaxInstances = 1024
-	DefaultTTLSeconds   = 30
+	DefaultTTLSeconds   = messages.DefaultInstanceTTLSeconds
 	MaxTTLSeconds       = 300
-	DefaultTimeoutMS    = 5000
-	MaxTimeoutMS        = 60000
+	DefaultTimeoutMS    = messages.DefaultRouteTimeoutMS
+	MaxTimeoutMS        = messages.MaxRouteTimeoutMS
 )
 
 // Status values of an instance.
 const (
-	StatusUp   = "UP"
+	StatusUp   = messages.InstanceStatusUp
 	StatusDown = "DOWN"
 )
 
 // Route strategies and auth modes.
 const (
-	RoundRobin       = "round_robin"
+	RoundRobin       = messages.RouteRoundRobin
 	Random           = "random"
 	LeastConnections = "least_connections"
 	AuthRequired     = "required"
-	AuthPublic       = "public"
+	AuthPublic       = messages.RouteAuthPublic
 )
 
 // Error is a domain rule violation with its contract code.

@@ -10,7 +10,7 @@ import (
 )
 
 // OrderKind is the cluster kind of order sagas; the identity is the order id.
-const OrderKind = "order_saga"
+const OrderKind = messages.OrderSagaKind
 
 // Order step names, as the contract spells them.
 const (

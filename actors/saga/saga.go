@@ -22,14 +22,14 @@ import (
 
 // Saga statuses.
 const (
-	StatusStarted      = "started"
-	StatusCompensating = "compensating"
-	StatusCompleted    = "completed"
-	StatusCompensated  = "compensated"
+	StatusStarted      = messages.SagaStatusStarted
+	StatusCompensating = messages.SagaStatusCompensating
+	StatusCompleted    = messages.SagaStatusCompleted
+	StatusCompensated  = messages.SagaStatusCompensated
 	// A scheduled saga waits for its time; one cancelled before it never
 	// ran.
-	StatusScheduled = "scheduled"
-	StatusCancelled = "cancelled"
+	StatusScheduled = messages.SagaStatusScheduled
+	StatusCancelled = messages.SagaStatusCancelled
 )
 
 // Step statuses.

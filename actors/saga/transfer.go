@@ -10,7 +10,7 @@ import (
 
 // TransferKind is the cluster kind of transfer sagas; the identity is the
 // transfer id.
-const TransferKind = "transfer_saga"
+const TransferKind = messages.TransferSagaKind
 
 // Transfer step names.
 const (

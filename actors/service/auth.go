@@ -15,7 +15,7 @@ import (
 )
 
 // AuthService is the name of the password service.
-const AuthService = "auth"
+const AuthService = messages.AuthServiceName
 
 // Argon2id parameters (OWASP's second recommendation: 19 MiB, 2 passes,
 // one lane). Memory is per hash in flight, and each instance hashes one at
@@ -29,7 +29,7 @@ const (
 )
 
 // MaxPasswordLen bounds the work one request can ask for.
-const MaxPasswordLen = 1024
+const MaxPasswordLen = messages.MaxPasswordLen
 
 // Auth serves HashPassword and VerifyPassword.
 func Auth(_ context.Context, req *messages.ServiceRequest) (*messages.ServiceReply, error) {

@@ -11,7 +11,6 @@ package user
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,13 +20,13 @@ import (
 )
 
 // Kind is the cluster kind of user grains; the identity is the username.
-const Kind = "user"
+const Kind = messages.UserKind
 
 // UsernamePattern is the contract's username rule.
-var UsernamePattern = regexp.MustCompile(`^[a-z0-9_.-]{3,64}$`)
+var UsernamePattern = messages.UsernamePattern
 
 // MaxDisplayName bounds display names (characters).
-const MaxDisplayName = 200
+const MaxDisplayName = messages.MaxDisplayName
 
 // AdminUsername is the user GRANARY_ADMIN_PASSWORD creates.
 const AdminUsername = "admin"
@@ -43,7 +42,7 @@ const IDPrefix = "usr_"
 
 // IDPattern is what a user id looks like: IDPrefix and 26 base32
 // characters (128 random bits), see NewID.
-var IDPattern = regexp.MustCompile(`^usr_[a-z2-7]{26}$`)
+var IDPattern = messages.UserIDPattern
 
 // NewID returns a fresh, unguessable user id.
 func NewID() string {
