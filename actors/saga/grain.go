@@ -158,34 +158,56 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	return nil
 }
 
-// drive runs the saga until it finishes or MaxDrive passes. It fails only
-// when a scheduled saga's timer could not be armed: the caller must hear
-// that its saga may not run.
+// drive carries out what Next decides until the saga finishes, waits,
+// pauses or MaxDrive passes. It fails only when a scheduled saga's timer
+// could not be armed: the caller must hear that its saga may not run.
 func (g *grain) drive() error {
 	until := g.cfg.Now().Add(g.cfg.MaxDrive)
 	defer g.disarm()
+	var last *Outcome
 	for g.cfg.Now().Before(until) {
 		s := g.host.State()
-		var err error
-		switch s.GetStatus() {
-		case StatusCompleted, StatusCompensated, StatusCancelled:
+		a := Next(g.def, s, g.cfg.Now(), g.cfg.Deadline, last)
+		switch a.Kind {
+		case Done:
 			return nil
-		case StatusScheduled:
-			if g.cfg.Now().UnixMilli() < s.GetExecuteAtUnixMs() {
-				return g.arm(s)
+		case Wait:
+			return g.arm(s)
+		case Pause:
+			log := g.cfg.Logger.Warn
+			if a.Alarm {
+				log = g.cfg.Logger.Error
 			}
-			err = g.release()
-		case StatusStarted:
-			err = g.forward(s, until)
-		case StatusCompensating:
-			err = g.compensate(s, until)
-		default:
-			g.cfg.Logger.Error("saga in unknown status", "saga", g.id, "status", s.GetStatus())
+			log("saga paused; it resumes on the next request or sweep", "saga", g.id, "reason", a.Reason)
 			return nil
-		}
-		if err != nil {
-			g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
-			return nil
+		case Record:
+			// Only onto the state it was decided on: another activation
+			// that moved the saga meanwhile is decided on afresh.
+			version, ev := s.GetVersion(), a.Event
+			if err := g.record(func(latest *messages.SagaState) *messages.SagaEvent {
+				if latest.GetVersion() != version {
+					return nil
+				}
+				return ev
+			}); err != nil {
+				g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
+				return nil
+			}
+			last = nil
+		case Invoke:
+			limit := until
+			if !a.Limit.IsZero() && a.Limit.Before(limit) {
+				limit = a.Limit
+			}
+			step := g.def.Steps[a.Step]
+			do := step.Do
+			if a.Undo {
+				do = step.Undo
+			}
+			err := g.attempt(limit, func(ctx context.Context) error {
+				return do(ctx, g.cfg.Participants, s, a.CommandID)
+			})
+			last = &Outcome{Step: a.Step, Undo: a.Undo, Err: err}
 		}
 	}
 	return nil
@@ -216,18 +238,6 @@ func (g *grain) disarm() {
 	}
 }
 
-// release starts a scheduled saga whose time came: its deadline counts
-// from now, not from when it was scheduled.
-func (g *grain) release() error {
-	deadline := g.cfg.Now().Add(g.cfg.Deadline).UnixMilli()
-	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-		if s.GetStatus() != StatusScheduled {
-			return nil
-		}
-		return &messages.SagaEvent{Event: &messages.SagaEvent_Released{Released: &messages.SagaReleased{DeadlineUnixMs: deadline}}}
-	})
-}
-
 // cancel cancels a scheduled saga; one that already ran (or is running)
 // cannot be, and says what it is.
 func (g *grain) cancel() error {
@@ -251,118 +261,6 @@ func (g *grain) cancel() error {
 	}
 	g.disarm() // cancelled again (a re-sent cancel) answers as the first did
 	return nil
-}
-
-// errPaused: the drive ran out of time; the saga is consistent and resumes
-// later.
-var errPaused = fmt.Errorf("drive time is up")
-
-// forward runs the first unfinished step.
-func (g *grain) forward(s *messages.SagaState, until time.Time) error {
-	i := 0
-	for i < len(s.Steps) && s.Steps[i].Status == StepCompleted {
-		i++
-	}
-	if i == len(s.Steps) {
-		return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-			if s.GetStatus() != StatusStarted {
-				return nil
-			}
-			return &messages.SagaEvent{Event: &messages.SagaEvent_Finished{Finished: &messages.SagaFinished{Status: StatusCompleted}}}
-		})
-	}
-	step, name := g.def.Steps[i], s.Steps[i].Name
-	began := s.Steps[i].StartedAtUnixMs > 0
-	deadline := time.UnixMilli(s.GetDeadlineUnixMs())
-	switch {
-	case !began && !g.cfg.Now().Before(deadline):
-		// Never attempted: giving up is safe for any step.
-		return g.failStep(name, ErrDeadline, false)
-	case began && !step.Forward && !g.cfg.Now().Before(deadline):
-		return g.failStep(name, ErrDeadline, true)
-	}
-	if !began {
-		if err := g.record(func(s *messages.SagaState) *messages.SagaEvent {
-			if st := stepOf(s, name); st == nil || st.StartedAtUnixMs > 0 || s.GetStatus() != StatusStarted {
-				return nil
-			}
-			return &messages.SagaEvent{Event: &messages.SagaEvent_StepStarted{StepStarted: &messages.SagaStepStarted{Step: name}}}
-		}); err != nil {
-			return err
-		}
-	}
-	limit := until
-	if !step.Forward && deadline.Before(limit) {
-		limit = deadline
-	}
-	err := g.attempt(limit, func(ctx context.Context) error {
-		return step.Do(ctx, g.cfg.Participants, s, commandID(s, name, "do"))
-	})
-	if f, domain := isDomain(err); domain {
-		return g.failStep(name, f.GetDetail(), false)
-	}
-	if err != nil {
-		if !step.Forward && !g.cfg.Now().Before(deadline) {
-			// Tried until the deadline without a definite answer: the
-			// step may have happened, so it is undone as well.
-			return g.failStep(name, ErrDeadline, true)
-		}
-		return errPaused
-	}
-	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-		if st := stepOf(s, name); st == nil || st.Status != StepPending || s.GetStatus() != StatusStarted {
-			return nil
-		}
-		return &messages.SagaEvent{Event: &messages.SagaEvent_StepCompleted{StepCompleted: &messages.SagaStepCompleted{Step: name}}}
-	})
-}
-
-func (g *grain) failStep(name, reason string, unknown bool) error {
-	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-		if st := stepOf(s, name); st == nil || st.Status != StepPending || s.GetStatus() != StatusStarted {
-			return nil
-		}
-		return &messages.SagaEvent{Event: &messages.SagaEvent_StepFailed{StepFailed: &messages.SagaStepFailed{
-			Step: name, Error: reason, OutcomeUnknown: unknown}}}
-	})
-}
-
-// compensate undoes the last step that needs it, in reverse order.
-func (g *grain) compensate(s *messages.SagaState, until time.Time) error {
-	for i := len(s.Steps) - 1; i >= 0; i-- {
-		st := s.Steps[i]
-		needs := st.Status == StepCompleted || (st.Status == StepFailed && contains(s.UndoUnknown, st.Name))
-		if !needs {
-			continue
-		}
-		if undo := g.def.Steps[i].Undo; undo != nil {
-			err := g.attempt(until, func(ctx context.Context) error {
-				return undo(ctx, g.cfg.Participants, s, commandID(s, st.Name, "undo"))
-			})
-			if f, domain := isDomain(err); domain {
-				// An undo must not be refused; this is a bug to look at,
-				// and the saga waits for it rather than losing track.
-				g.cfg.Logger.Error("compensation refused; saga stays compensating", "saga", g.id, "step", st.Name, "err", f)
-				return errPaused
-			}
-			if err != nil {
-				return errPaused
-			}
-		}
-		name := st.Name
-		return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-			if s.GetStatus() != StatusCompensating {
-				return nil
-			}
-			return &messages.SagaEvent{Event: &messages.SagaEvent_StepCompensated{StepCompensated: &messages.SagaStepCompensated{Step: name}}}
-		})
-	}
-	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
-		if s.GetStatus() != StatusCompensating {
-			return nil
-		}
-		return &messages.SagaEvent{Event: &messages.SagaEvent_Finished{Finished: &messages.SagaFinished{Status: StatusCompensated}}}
-	})
 }
 
 // attempt calls try until it succeeds, fails for a domain reason, or limit
