@@ -25,6 +25,27 @@ type grain struct {
 	codec *es.Codec[*messages.SagaState, *messages.SagaEvent]
 	id    string
 	host  *es.Host[*messages.SagaState, *messages.SagaEvent]
+	// A drive runs while driving: a step in flight runs off the mailbox,
+	// so the grain answers reads meanwhile; waiters (Start and Resume
+	// callers) are answered when the drive ends.
+	driving bool
+	until   time.Time
+	last    *Outcome
+	waiters []*actor.PID
+	// inflight numbers the step in flight, so a late stepDone of an
+	// earlier drive is ignored; cancelStep ends it when the grain stops.
+	inflight   uint64
+	cancelStep context.CancelFunc
+}
+
+// maxWaiters bounds the callers one saga holds answers for; more are
+// answered at once with the saga as it is (202 at the gateway).
+const maxWaiters = 64
+
+// stepDone is a step's outcome, sent by the goroutine that ran it.
+type stepDone struct {
+	n       uint64
+	outcome Outcome
 }
 
 func (g *grain) Receive(ctx actor.Context) {
@@ -36,13 +57,33 @@ func (g *grain) Receive(ctx actor.Context) {
 	case *actor.ReceiveTimeout:
 		// A saga with work left stays active: it passivates only when done
 		// or when its driver gave up for now (the sweep will wake it).
-		ctx.Poison(ctx.Self())
+		if !g.driving {
+			ctx.Poison(ctx.Self())
+		}
 	case *messages.SagaRequest:
-		ctx.Respond(g.handle(msg))
+		if reply := g.handle(ctx, msg); reply != nil {
+			ctx.Respond(reply)
+		}
+	case *stepDone:
+		if g.driving && msg.n == g.inflight {
+			g.last = &msg.outcome
+			g.step(ctx)
+		}
+	case *actor.Stopping:
+		// A step in flight is abandoned (its participant applies its
+		// command id once, whoever drives next); waiters get the saga as
+		// it stands, which the gateway answers as "still at work".
+		if g.cancelStep != nil {
+			g.cancelStep()
+		}
+		if g.driving {
+			g.endDrive(ctx, nil)
+		}
 	}
 }
 
-func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
+// handle answers req, or returns nil when the answer waits for the drive.
+func (g *grain) handle(ctx actor.Context, req *messages.SagaRequest) (reply *messages.SagaReply) {
 	fail := func(f *messages.Failure) *messages.SagaReply {
 		return &messages.SagaReply{Failure: f, ServedBy: g.cfg.MemberID}
 	}
@@ -56,12 +97,12 @@ func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
 	if g.host == nil {
 		return fail(messages.Fail(messages.CodeServiceUnavailable, "saga grain has no identity"))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	// A read that checks the journal's version: another activation (a
 	// membership change) may have started or moved this saga since this
 	// one loaded, and "not found" from a stale view would be false.
-	if _, err := g.host.Execute(ctx, "", func(*messages.SagaState) ([]*messages.SagaEvent, error) { return nil, nil }); err != nil {
+	if _, err := g.host.Execute(sctx, "", func(*messages.SagaState) ([]*messages.SagaEvent, error) { return nil, nil }); err != nil {
 		g.cfg.Logger.Error("loading saga failed", "saga", g.id, "err", err)
 		return fail(messages.Fail(messages.CodeServiceUnavailable, "storage unavailable"))
 	}
@@ -76,16 +117,12 @@ func (g *grain) handle(req *messages.SagaRequest) (reply *messages.SagaReply) {
 				return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
 			}
 		}
-		if err := g.drive(); err != nil {
-			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
-		}
+		return g.join(ctx)
 	case *messages.SagaRequest_Resume:
 		if g.host.State().GetVersion() == 0 {
 			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
 		}
-		if err := g.drive(); err != nil {
-			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
-		}
+		return g.join(ctx)
 	case *messages.SagaRequest_Cancel:
 		if err := g.cancel(); err != nil {
 			return fail(messages.AsFailure(err, messages.CodeServiceUnavailable))
@@ -158,28 +195,57 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	return nil
 }
 
-// drive carries out what Next decides until the saga finishes, waits,
-// pauses or MaxDrive passes. It fails only when a scheduled saga's timer
-// could not be armed: the caller must hear that its saga may not run.
-func (g *grain) drive() error {
-	until := g.cfg.Now().Add(g.cfg.MaxDrive)
-	defer g.disarm()
-	var last *Outcome
-	for g.cfg.Now().Before(until) {
+// join makes the caller wait for the drive's end (starting one if none
+// runs); nil means its answer will be sent then.
+func (g *grain) join(ctx actor.Context) *messages.SagaReply {
+	sender := ctx.Sender()
+	if sender == nil || len(g.waiters) >= maxWaiters {
+		if !g.driving {
+			g.beginDrive(ctx)
+		}
+		return &messages.SagaReply{Saga: g.host.State(), ServedBy: g.cfg.MemberID}
+	}
+	g.waiters = append(g.waiters, sender)
+	if !g.driving {
+		g.beginDrive(ctx)
+	}
+	return nil
+}
+
+func (g *grain) beginDrive(ctx actor.Context) {
+	g.driving, g.until, g.last = true, g.cfg.Now().Add(g.cfg.MaxDrive), nil
+	g.step(ctx)
+}
+
+// step carries out what Next decides until the saga finishes, waits,
+// pauses, MaxDrive passes, or a step is invoked: that runs off the
+// mailbox and its stepDone brings the grain back here.
+func (g *grain) step(ctx actor.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.cfg.Logger.Error("saga grain panicked driving; state will reload", "saga", g.id, "panic", r, "stack", string(debug.Stack()))
+			g.host.Invalidate()
+			g.endDrive(ctx, messages.Fail(messages.CodeServiceUnavailable, "saga failed; retry"))
+		}
+	}()
+	for g.cfg.Now().Before(g.until) {
 		s := g.host.State()
-		a := Next(g.def, s, g.cfg.Now(), g.cfg.Deadline, last)
+		a := Next(g.def, s, g.cfg.Now(), g.cfg.Deadline, g.last)
 		switch a.Kind {
 		case Done:
-			return nil
+			g.endDrive(ctx, nil)
+			return
 		case Wait:
-			return g.arm(s)
+			g.endDrive(ctx, g.arm(s))
+			return
 		case Pause:
 			log := g.cfg.Logger.Warn
 			if a.Alarm {
 				log = g.cfg.Logger.Error
 			}
 			log("saga paused; it resumes on the next request or sweep", "saga", g.id, "reason", a.Reason)
-			return nil
+			g.endDrive(ctx, nil)
+			return
 		case Record:
 			// Only onto the state it was decided on: another activation
 			// that moved the saga meanwhile is decided on afresh.
@@ -191,26 +257,61 @@ func (g *grain) drive() error {
 				return ev
 			}); err != nil {
 				g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
-				return nil
+				g.endDrive(ctx, nil)
+				return
 			}
-			last = nil
+			g.last = nil
 		case Invoke:
-			limit := until
-			if !a.Limit.IsZero() && a.Limit.Before(limit) {
-				limit = a.Limit
-			}
-			step := g.def.Steps[a.Step]
-			do := step.Do
-			if a.Undo {
-				do = step.Undo
-			}
-			err := g.attempt(limit, func(ctx context.Context) error {
-				return do(ctx, g.cfg.Participants, s, a.CommandID)
-			})
-			last = &Outcome{Step: a.Step, Undo: a.Undo, Err: err}
+			g.invoke(ctx, s, a)
+			return
 		}
 	}
-	return nil
+	g.endDrive(ctx, nil)
+}
+
+// invoke runs one step (with its retries) on its own goroutine.
+func (g *grain) invoke(ctx actor.Context, s *messages.SagaState, a Action) {
+	limit := g.until
+	if !a.Limit.IsZero() && a.Limit.Before(limit) {
+		limit = a.Limit
+	}
+	step := g.def.Steps[a.Step]
+	do := step.Do
+	if a.Undo {
+		do = step.Undo
+	}
+	g.inflight++
+	n, self, root := g.inflight, ctx.Self(), ctx.ActorSystem().Root
+	sctx, cancel := context.WithCancel(context.Background())
+	g.cancelStep = cancel
+	go func() {
+		defer cancel()
+		var err error
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("step panicked: %v", r) // unknown outcome, like a timeout
+			}
+			root.Send(self, &stepDone{n: n, outcome: Outcome{Step: a.Step, Undo: a.Undo, Err: err}})
+		}()
+		err = g.attempt(sctx, limit, func(c context.Context) error {
+			return do(c, g.cfg.Participants, s, a.CommandID)
+		})
+	}()
+}
+
+// endDrive answers the waiters: with the saga as it stands, or failure.
+func (g *grain) endDrive(ctx actor.Context, failure error) {
+	g.driving, g.last = false, nil
+	g.inflight++ // a stepDone still on its way belongs to no drive
+	g.disarm()
+	reply := &messages.SagaReply{Saga: g.host.State(), ServedBy: g.cfg.MemberID}
+	if failure != nil {
+		reply = &messages.SagaReply{Failure: messages.AsFailure(failure, messages.CodeServiceUnavailable), ServedBy: g.cfg.MemberID}
+	}
+	for _, w := range g.waiters {
+		ctx.Send(w, reply)
+	}
+	g.waiters = nil
 }
 
 // arm (re)sets a scheduled saga's reminder to its time; arming it again
@@ -266,10 +367,10 @@ func (g *grain) cancel() error {
 // attempt calls try until it succeeds, fails for a domain reason, or limit
 // passes; each try gets StepTimeout (participants refuse it after that, so
 // no late duplicate lands once we give up).
-func (g *grain) attempt(limit time.Time, try func(ctx context.Context) error) error {
+func (g *grain) attempt(parent context.Context, limit time.Time, try func(ctx context.Context) error) error {
 	backoff := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StepTimeout)
+		ctx, cancel := context.WithTimeout(parent, g.cfg.StepTimeout)
 		err := try(ctx)
 		cancel()
 		if err == nil {
@@ -282,7 +383,13 @@ func (g *grain) attempt(limit time.Time, try func(ctx context.Context) error) er
 		if !g.cfg.Now().Add(backoff).Before(limit) {
 			return err
 		}
-		time.Sleep(backoff) // backoff between attempts, not a wait for a condition
+		// Backoff between attempts, off the mailbox; a stopping grain
+		// ends it.
+		select {
+		case <-parent.Done():
+			return err
+		case <-time.After(backoff):
+		}
 		backoff = min(backoff*2, time.Second)
 	}
 }
