@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"granary/persistence/reminder"
 	"log/slog"
 	"net"
 	"strconv"
@@ -153,6 +154,7 @@ type Member struct {
 	registry      RegistryConfig
 	stopReminders context.CancelFunc
 	remindersDone chan struct{}
+	poller        *reminder.Poller
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted

@@ -122,8 +122,17 @@ func (m *Member) startReminders() {
 			}
 			return nil
 		}}
+	m.poller = p
 	go func() {
 		defer close(m.remindersDone)
 		p.Run(ctx)
 	}()
+}
+
+// ReminderStats are this member's reminder poller counters.
+func (m *Member) ReminderStats() reminder.Stats {
+	if m.poller == nil {
+		return reminder.Stats{}
+	}
+	return m.poller.Stats()
 }

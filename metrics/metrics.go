@@ -75,3 +75,33 @@ func RegisterBreaker(reg prometheus.Registerer, service string, state func() flo
 	}
 	return nil
 }
+
+// RegisterReminders exposes the member's reminder poller: how many due
+// timers it claimed, woke and failed to wake, and how many are scheduled
+// in the cluster (pending, read from the store at scrape time).
+func RegisterReminders(reg prometheus.Registerer, counters func() (claimed, woken, wakeErrors, claimErrors uint64), pending func() float64) error {
+	cs := []struct {
+		name, help string
+		pick       func(a, b, c, d uint64) uint64
+	}{
+		{"reminders_claimed_total", "Due reminders this member claimed.", func(a, _, _, _ uint64) uint64 { return a }},
+		{"reminders_woken_total", "Reminders whose grain this member woke.", func(_, b, _, _ uint64) uint64 { return b }},
+		{"reminders_wake_errors_total", "Wakes that failed (the reminder fires again after its lease).", func(_, _, c, _ uint64) uint64 { return c }},
+		{"reminders_claim_errors_total", "Failed claims of due reminders.", func(_, _, _, d uint64) uint64 { return d }},
+	}
+	for _, c := range cs {
+		pick := c.pick
+		m := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: c.name, Help: c.help}, func() float64 {
+			return float64(pick(counters()))
+		})
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("register %s: %w", c.name, err)
+		}
+	}
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "reminders_pending",
+		Help: "Reminders scheduled in the cluster (-1 when the store does not answer)."}, pending)
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("register reminders_pending: %w", err)
+	}
+	return nil
+}

@@ -172,6 +172,20 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 			return err
 		}
 	}
+	if err := metrics.RegisterReminders(reg, func() (uint64, uint64, uint64, uint64) {
+		st := member.ReminderStats()
+		return st.Claimed, st.Woken, st.WakeErrors, st.ClaimErrors
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := member.Reminders().Len(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}); err != nil {
+		return err
+	}
 	deps := gateway.Deps{Member: member, Store: store, Verifier: verifier, Logger: log, Services: member.Services(), Redis: edge, Metrics: reg}
 	gw, err := gateway.New(cfg.Gateway, deps)
 	if err != nil {

@@ -1,0 +1,40 @@
+package metrics_test
+
+import (
+	"testing"
+
+	"granary/metrics"
+)
+
+func TestRegisterRemindersExposesThePoller(t *testing.T) {
+	reg := metrics.NewRegistry()
+	claimed := uint64(3)
+	if err := metrics.RegisterReminders(reg, func() (uint64, uint64, uint64, uint64) { return claimed, 2, 1, 0 }, func() float64 { return 7 }); err != nil {
+		t.Fatal(err)
+	}
+	claimed = 5
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				got[f.GetName()] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[f.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	for name, want := range map[string]float64{"granary_reminders_claimed_total": 5, "granary_reminders_woken_total": 2,
+		"granary_reminders_wake_errors_total": 1, "granary_reminders_claim_errors_total": 0, "granary_reminders_pending": 7} {
+		if v, ok := got[name]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", name, v, ok, want)
+		}
+	}
+	if err := metrics.RegisterReminders(reg, func() (uint64, uint64, uint64, uint64) { return 0, 0, 0, 0 }, func() float64 { return 0 }); err == nil {
+		t.Fatal("registering twice did not fail")
+	}
+}
