@@ -88,12 +88,15 @@ func registryKinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 
 // wakeMessages are what a reminder sends to a grain of each kind.
 var wakeMessages = map[string]func() any{
-	saga.TransferKind: func() any {
-		return &messages.SagaRequest{Command: &messages.SagaRequest_Resume{Resume: &messages.ResumeSaga{}}}
-	},
+	saga.TransferKind: resumeSaga,
+	saga.OrderKind:    resumeSaga,
 	registry.InstanceKind: func() any {
 		return &messages.InstanceRequest{Command: &messages.InstanceRequest_Wake{Wake: &messages.WakeInstance{}}}
 	},
+}
+
+func resumeSaga() any {
+	return &messages.SagaRequest{Command: &messages.SagaRequest_Resume{Resume: &messages.ResumeSaga{}}}
 }
 
 // startReminders claims due reminders until Stop and wakes their grains,

@@ -36,6 +36,9 @@ type grain struct {
 	// earlier drive is ignored; cancelStep ends it when the grain stops.
 	inflight   uint64
 	cancelStep context.CancelFunc
+	// timed: a reminder may be armed for this saga (set by a pause, or
+	// this drive was woken by one), so finishing must drop it.
+	timed bool
 }
 
 // maxWaiters bounds the callers one saga holds answers for; more are
@@ -122,6 +125,7 @@ func (g *grain) handle(ctx actor.Context, req *messages.SagaRequest) (reply *mes
 		if g.host.State().GetVersion() == 0 {
 			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
 		}
+		g.timed = true // a reminder's (or the sweep's) wake: drop it once done
 		return g.join(ctx)
 	case *messages.SagaRequest_Cancel:
 		if err := g.cancel(); err != nil {
@@ -304,6 +308,7 @@ func (g *grain) endDrive(ctx actor.Context, failure error) {
 	g.driving, g.last = false, nil
 	g.inflight++ // a stepDone still on its way belongs to no drive
 	g.disarm()
+	g.retryLater()
 	reply := &messages.SagaReply{Saga: g.host.State(), ServedBy: g.cfg.MemberID}
 	if failure != nil {
 		reply = &messages.SagaReply{Failure: messages.AsFailure(failure, messages.CodeServiceUnavailable), ServedBy: g.cfg.MemberID}
@@ -312,6 +317,33 @@ func (g *grain) endDrive(ctx actor.Context, failure error) {
 		ctx.Send(w, reply)
 	}
 	g.waiters = nil
+}
+
+// pauseRetry is how soon a paused saga is driven again (by its reminder,
+// on whichever member hosts it then): a participant that was down gets a
+// second and the saga does not wait for the recovery sweep.
+const pauseRetry = time.Second
+
+// retryLater arms the reminder of a saga that paused with work left, at
+// pauseRetry or its deadline if sooner (where its next decision changes).
+// The sweep remains the safety net when the timer cannot be set.
+func (g *grain) retryLater() {
+	s := g.host.State()
+	if g.cfg.Reminders == nil || Finished(s) || s.GetStatus() == StatusScheduled || s.GetVersion() == 0 {
+		return
+	}
+	now := g.cfg.Now()
+	at := now.Add(pauseRetry)
+	if d := time.UnixMilli(s.GetDeadlineUnixMs()); s.GetStatus() == StatusStarted && d.After(now) && d.Before(at) {
+		at = d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	defer cancel()
+	if err := g.cfg.Reminders.Schedule(ctx, g.def.Kind, g.id, at); err != nil {
+		g.cfg.Logger.Warn("arming a paused saga's timer failed; the sweep will resume it", "saga", g.id, "err", err)
+		return
+	}
+	g.timed = true
 }
 
 // arm (re)sets a scheduled saga's reminder to its time; arming it again
@@ -329,9 +361,10 @@ func (g *grain) arm(s *messages.SagaState) error {
 // wake would find nothing to do).
 func (g *grain) disarm() {
 	s := g.host.State()
-	if s.GetExecuteAtUnixMs() == 0 || !Finished(s) || g.cfg.Reminders == nil {
+	if !Finished(s) || g.cfg.Reminders == nil || (s.GetExecuteAtUnixMs() == 0 && !g.timed) {
 		return
 	}
+	g.timed = false
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	if err := g.cfg.Reminders.Unschedule(ctx, g.def.Kind, g.id); err != nil {

@@ -2,6 +2,7 @@ package saga_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"granary/cluster"
 	"granary/messages"
 	"granary/persistence"
+	"granary/persistence/reminder"
 	"granary/testkit"
 )
 
@@ -82,4 +84,64 @@ func TestSagaAnswersWhileAStepIsInFlight(t *testing.T) {
 	if got := e.balance(b); got != 100 {
 		t.Fatalf("target balance %d", got)
 	}
+}
+
+// failingStore refuses appends to one stream while failing is set, as a
+// participant whose storage is down.
+type failingStore struct {
+	persistence.Store
+	stream  string
+	failing atomic.Bool
+	refused atomic.Int64
+}
+
+func (s *failingStore) Append(ctx context.Context, stream string, expected uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
+	if stream == s.stream && s.failing.Load() {
+		s.refused.Add(1)
+		return persistence.AppendResult{}, persistence.ErrClosed
+	}
+	return s.Store.Append(ctx, stream, expected, events, opts...)
+}
+
+// A saga that paused because a participant was down is driven on by its
+// own reminder, without a client's retry or the recovery sweep.
+func TestPausedSagaResumesOnItsReminder(t *testing.T) {
+	to := account.IDFor("RM-B")
+	store := &failingStore{Store: testkit.NewStore(t), stream: account.StreamFor(to)}
+	e := newEnv(t, testkit.WithStore(store), testkit.WithGrainsConfig(func(c *cluster.GrainsConfig) {
+		c.Saga.MaxDrive = 500 * time.Millisecond
+		c.Saga.SweepInterval = 0 // no sweep: only the reminder can resume it
+	}))
+	a, b := e.open("RM-A", 1000), e.open("RM-B", 0)
+	store.failing.Store(true)
+	s := e.transfer("rm-1", a, b, 100)
+	if s.GetStatus() != saga.StatusStarted {
+		t.Fatalf("with the target down the transfer is %s, want started (paused)", s.GetStatus())
+	}
+	refused := store.refused.Load()
+	// Still retried while it is down, by its timer.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if n := store.refused.Load(); n <= refused {
+			return fmt.Errorf("no new attempt since the pause (%d)", n)
+		}
+		return nil
+	})
+	store.failing.Store(false)
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		s := call[*messages.SagaReply](e, saga.TransferKind, "rm-1", &messages.SagaRequest{Command: &messages.SagaRequest_Get{Get: &messages.GetSaga{}}}).GetSaga()
+		if s.GetStatus() != saga.StatusCompleted {
+			return fmt.Errorf("status %s", s.GetStatus())
+		}
+		return nil
+	})
+	if got := e.balance(b); got != 100 {
+		t.Fatalf("target balance %d", got)
+	}
+	// Its timer went with it.
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if _, ok, err := e.m.Reminders().Next(context.Background(), reminder.Key{Kind: saga.TransferKind, ID: "rm-1"}); err != nil || ok {
+			return fmt.Errorf("timer still set (%v)", err)
+		}
+		return nil
+	})
 }
