@@ -4,17 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/account"
-	"granary/cluster"
 	"granary/messages"
 )
 
@@ -42,7 +38,7 @@ func renderAccount(s *messages.AccountState) accountJSON {
 	}
 }
 
-// Account ids are derived (account.IDFor); anything else names no account
+// Account ids are derived (grains.Accounts.IDFor); anything else names no account
 // and never reaches the cluster, so clients cannot spawn arbitrary grains.
 var accountIDPattern = regexp.MustCompile(`^acc_[0-9a-f]{24}$`)
 
@@ -77,18 +73,17 @@ func (g *Gateway) openAccount(c echo.Context) error {
 	}
 	open := &messages.OpenAccount{AccountNumber: *b.AccountNumber, OwnerName: *b.OwnerName, InitialBalance: initial}
 	// Validate here too so a bad body never activates a grain.
-	if _, err := account.Decide(account.State{}, &messages.AccountRequest{
-		Caller: &messages.Caller{Subject: principal(c).Subject}, Command: &messages.AccountRequest_Open{Open: open},
-	}, time.Time{}); err != nil {
+	if err := g.accounts.CheckOpen(&messages.Caller{Subject: principal(c).Subject}, open); err != nil {
 		return messages.AsFailure(err, messages.CodeValidationFailed)
 	}
-	id := account.IDFor(*b.AccountNumber)
+	id := g.accounts.IDFor(*b.AccountNumber)
 	req, err := g.accountRequest(c)
 	if err != nil {
 		return err
 	}
-	req.Command = &messages.AccountRequest_Open{Open: open}
-	reply, err := g.callAccount(c, id, req)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.AccountReply, error) {
+		return g.accounts.Open(ctx, id, req, open)
+	})
 	if err != nil {
 		return err
 	}
@@ -108,11 +103,12 @@ func (g *Gateway) getAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	req.Command = &messages.AccountRequest_Get{Get: &messages.GetAccount{}}
 	// A read has nothing to deduplicate, and without an id its refusals
 	// (not found, forbidden) need no fence in the journal.
 	req.CommandId = ""
-	reply, err := g.callAccount(c, id, req)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.AccountReply, error) {
+		return g.accounts.Get(ctx, id, req)
+	})
 	if err != nil {
 		return err
 	}
@@ -125,18 +121,20 @@ type moneyBody struct {
 }
 
 func (g *Gateway) deposit(c echo.Context) error {
-	return g.moveMoney(c, func(req *messages.AccountRequest, amount int64, desc string) {
-		req.Command = &messages.AccountRequest_Deposit{Deposit: &messages.Deposit{Amount: amount, Description: desc}}
+	return g.moveMoney(c, func(ctx context.Context, id string, req *messages.AccountRequest, amount int64, desc string) (*messages.AccountReply, error) {
+		return g.accounts.Deposit(ctx, id, req, &messages.Deposit{Amount: amount, Description: desc})
 	})
 }
 
 func (g *Gateway) withdraw(c echo.Context) error {
-	return g.moveMoney(c, func(req *messages.AccountRequest, amount int64, desc string) {
-		req.Command = &messages.AccountRequest_Withdraw{Withdraw: &messages.Withdraw{Amount: amount, Description: desc}}
+	return g.moveMoney(c, func(ctx context.Context, id string, req *messages.AccountRequest, amount int64, desc string) (*messages.AccountReply, error) {
+		return g.accounts.Withdraw(ctx, id, req, &messages.Withdraw{Amount: amount, Description: desc})
 	})
 }
 
-func (g *Gateway) moveMoney(c echo.Context, setCommand func(*messages.AccountRequest, int64, string)) error {
+type moveFunc func(ctx context.Context, id string, req *messages.AccountRequest, amount int64, desc string) (*messages.AccountReply, error)
+
+func (g *Gateway) moveMoney(c echo.Context, move moveFunc) error {
 	id, err := accountID(c)
 	if err != nil {
 		return err
@@ -148,8 +146,8 @@ func (g *Gateway) moveMoney(c echo.Context, setCommand func(*messages.AccountReq
 	if b.Amount == nil {
 		return messages.Fail(messages.CodeValidationFailed, "amount: required")
 	}
-	if *b.Amount <= 0 || *b.Amount > account.MaxAmount {
-		return messages.Fail(messages.CodeValidationFailed, "amount: must be between 1 and %d", account.MaxAmount)
+	if *b.Amount <= 0 || *b.Amount > messages.MaxAmount {
+		return messages.Fail(messages.CodeValidationFailed, "amount: must be between 1 and %d", messages.MaxAmount)
 	}
 	desc := ""
 	if b.Description != nil {
@@ -159,8 +157,9 @@ func (g *Gateway) moveMoney(c echo.Context, setCommand func(*messages.AccountReq
 	if err != nil {
 		return err
 	}
-	setCommand(req, *b.Amount, desc)
-	reply, err := g.callAccount(c, id, req)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.AccountReply, error) {
+		return move(ctx, id, req, *b.Amount, desc)
+	})
 	if err != nil {
 		return err
 	}
@@ -188,8 +187,9 @@ func (g *Gateway) closeAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	req.Command = &messages.AccountRequest_Close{Close: &messages.CloseAccount{Reason: reason}}
-	reply, err := g.callAccount(c, id, req)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.AccountReply, error) {
+		return g.accounts.Close(ctx, id, req, &messages.CloseAccount{Reason: reason})
+	})
 	if err != nil {
 		return err
 	}
@@ -241,30 +241,6 @@ func ifMatch(c echo.Context) (uint64, bool, error) {
 		return 0, false, messages.Fail(messages.CodeValidationFailed, `If-Match: must be "<version>", got %q`, h)
 	}
 	return v, true, nil
-}
-
-// callAccount sends req to the account grain within the call timeout and
-// turns a grain failure into an error; X-Served-By is set either way.
-func (g *Gateway) callAccount(c echo.Context, id string, req *messages.AccountRequest) (*messages.AccountReply, error) {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
-	defer cancel()
-	if dl, ok := ctx.Deadline(); ok {
-		req.DeadlineUnixMs = dl.UnixMilli()
-	}
-	reply, err := cluster.CallAs[*messages.AccountReply](ctx, g.deps.Member, account.Kind, id, req)
-	if err != nil {
-		return nil, err
-	}
-	if reply.GetServedBy() != "" {
-		c.Response().Header().Set(headerServedBy, reply.GetServedBy())
-	}
-	if f := reply.GetFailure(); f != nil {
-		return nil, f
-	}
-	if reply.GetAccount() == nil {
-		return nil, fmt.Errorf("account %s answered neither state nor failure", id)
-	}
-	return reply, nil
 }
 
 func (g *Gateway) renderReply(c echo.Context, status int, reply *messages.AccountReply) error {

@@ -145,6 +145,11 @@ type Deps struct {
 	// registry: its metrics are registered once. Nil gives the gateway a
 	// registry of its own.
 	Metrics *prometheus.Registry
+	// Events, Summaries and Sagas read the journal, the read model and
+	// the saga index; nil reads them from Store.
+	Events    EventReader
+	Summaries SummaryReader
+	Sagas     SagaLister
 }
 
 func (d Deps) validate(cfg Config) error {

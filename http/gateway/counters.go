@@ -1,12 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/counter"
-	"granary/actors/countergroup"
 	"granary/messages"
 )
 
@@ -27,8 +26,8 @@ type counterGroupJSON struct {
 // nameParam validates a counter or group name: names are grain identities.
 func nameParam(c echo.Context, param string) (string, error) {
 	v := c.Param(param)
-	if !counter.NamePattern.MatchString(v) {
-		return "", messages.Fail(messages.CodeValidationFailed, "%s: must match %s", param, counter.NamePattern)
+	if !messages.CounterNamePattern.MatchString(v) {
+		return "", messages.Fail(messages.CodeValidationFailed, "%s: must match %s", param, messages.CounterNamePattern)
 	}
 	return v, nil
 }
@@ -54,8 +53,8 @@ func (g *Gateway) incrementBy(c echo.Context) (int64, error) {
 	if b.By != nil {
 		by = *b.By
 	}
-	if by < 1 || by > counter.MaxIncrement {
-		return 0, messages.Fail(messages.CodeValidationFailed, "by: must be between 1 and %d", counter.MaxIncrement)
+	if by < 1 || by > messages.MaxCounterIncrement {
+		return 0, messages.Fail(messages.CodeValidationFailed, "by: must be between 1 and %d", messages.MaxCounterIncrement)
 	}
 	return by, nil
 }
@@ -89,10 +88,10 @@ func (g *Gateway) counterCall(c echo.Context, status int, _ func(*messages.Count
 	if err != nil {
 		return err
 	}
-	reply, err := callGrain[*messages.CounterReply](g, c, counter.Kind, name, func(deadline int64) any {
-		r := &messages.CounterRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
-		set(r)
-		return r
+	r := &messages.CounterRequest{CommandId: cmdID}
+	set(r)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.CounterReply, error) {
+		return g.counters.Send(ctx, name, r)
 	})
 	if err != nil {
 		return err
@@ -105,13 +104,10 @@ func (g *Gateway) spawnCounter(c echo.Context) error {
 	if err := g.bindJSON(c, &b); err != nil {
 		return err
 	}
-	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
-		r.Command = &messages.CounterGroupRequest_Spawn{Spawn: &messages.SpawnCounter{}}
+	group, reply, err := g.groupCall(c, func(ctx context.Context, group, cmdID string) (*messages.CounterGroupReply, error) {
+		return g.groups.Spawn(ctx, group, cmdID)
 	})
 	if err != nil {
-		return err
-	}
-	if err := mustHave(reply.GetSpawned() != "", countergroup.Kind, group); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusCreated, map[string]string{"group": group, "counter": reply.GetSpawned()})
@@ -129,9 +125,8 @@ func (g *Gateway) broadcastCounters(c echo.Context) error {
 	if b.Command == nil || (*b.Command != "increment" && *b.Command != "reset") {
 		return messages.Fail(messages.CodeValidationFailed, `command: must be "increment" or "reset"`)
 	}
-	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
-		r.Command = &messages.CounterGroupRequest_Broadcast{Broadcast: &messages.BroadcastCounters{Command: *b.Command}}
-	})
+	group, reply, err := g.groupCall(c, g.groupSend(&messages.CounterGroupRequest{
+		Command: &messages.CounterGroupRequest_Broadcast{Broadcast: &messages.BroadcastCounters{Command: *b.Command}}}))
 	if err != nil {
 		return err
 	}
@@ -139,16 +134,26 @@ func (g *Gateway) broadcastCounters(c echo.Context) error {
 }
 
 func (g *Gateway) getCounterGroup(c echo.Context) error {
-	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
-		r.Command = &messages.CounterGroupRequest_Get{Get: &messages.GetCounterGroup{}}
-	})
+	group, reply, err := g.groupCall(c, g.groupSend(&messages.CounterGroupRequest{
+		Command: &messages.CounterGroupRequest_Get{Get: &messages.GetCounterGroup{}}}))
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, renderGroup(group, reply))
 }
 
-func (g *Gateway) groupCall(c echo.Context, set func(*messages.CounterGroupRequest)) (string, *messages.CounterGroupReply, error) {
+// groupFunc is one call to a counter group under a command id.
+type groupFunc func(ctx context.Context, group, cmdID string) (*messages.CounterGroupReply, error)
+
+// groupSend sends req as it is, under the command id.
+func (g *Gateway) groupSend(req *messages.CounterGroupRequest) groupFunc {
+	return func(ctx context.Context, group, cmdID string) (*messages.CounterGroupReply, error) {
+		req.CommandId = cmdID
+		return g.groups.Send(ctx, group, req)
+	}
+}
+
+func (g *Gateway) groupCall(c echo.Context, send groupFunc) (string, *messages.CounterGroupReply, error) {
 	group, err := nameParam(c, "group")
 	if err != nil {
 		return "", nil, err
@@ -157,10 +162,8 @@ func (g *Gateway) groupCall(c echo.Context, set func(*messages.CounterGroupReque
 	if err != nil {
 		return "", nil, err
 	}
-	reply, err := callGrain[*messages.CounterGroupReply](g, c, countergroup.Kind, group, func(deadline int64) any {
-		r := &messages.CounterGroupRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
-		set(r)
-		return r
+	reply, err := call(g, c, func(ctx context.Context) (*messages.CounterGroupReply, error) {
+		return send(ctx, group, cmdID)
 	})
 	return group, reply, err
 }
@@ -213,15 +216,11 @@ func (g *Gateway) childCall(c echo.Context, req *messages.CounterRequest) error 
 	if err != nil {
 		return err
 	}
-	group, reply, err := g.groupCall(c, func(r *messages.CounterGroupRequest) {
-		r.Command = &messages.CounterGroupRequest_Child{Child: &messages.ChildCommand{Counter: name, Request: req}}
+	group, reply, err := g.groupCall(c, func(ctx context.Context, group, cmdID string) (*messages.CounterGroupReply, error) {
+		return g.groups.Child(ctx, group, name, cmdID, req)
 	})
 	if err != nil {
 		return err
 	}
-	v, ok := reply.GetCounters()[name]
-	if err := mustHave(ok, countergroup.Kind, group); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, childCounterJSON{Group: group, Counter: name, Value: v})
+	return c.JSON(http.StatusOK, childCounterJSON{Group: group, Counter: name, Value: reply.GetCounters()[name]})
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/account"
+	"granary/cluster/grains"
 	"granary/messages"
 )
 
@@ -32,8 +32,9 @@ func (g *Gateway) authorizeRead(c echo.Context, id string) (*messages.AccountSta
 	if err != nil {
 		return nil, err
 	}
-	req.Command = &messages.AccountRequest_Get{Get: &messages.GetAccount{}}
-	reply, err := g.callAccount(c, id, req)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.AccountReply, error) {
+		return g.accounts.Get(ctx, id, req)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -58,13 +59,13 @@ func (g *Gateway) accountEvents(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	stored, err := g.deps.Store.ReadStream(ctx, account.StreamFor(id), after, int(limit))
+	stored, err := g.deps.Store.ReadStream(ctx, g.events.AccountStream(id), after, int(limit))
 	if err != nil {
 		return storageFailure(err)
 	}
 	out := make([]eventJSON, 0, len(stored))
 	for _, e := range stored {
-		ev, err := account.DecodeEvent(e)
+		ev, err := g.events.DecodeAccountEvent(e)
 		if err != nil {
 			return g.unreadableEvent(err)
 		}
@@ -92,25 +93,18 @@ func (g *Gateway) accountAtVersion(c echo.Context, id, raw string) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	var s account.State
-	for s.Version < n {
-		batch, err := g.deps.Store.ReadStream(ctx, account.StreamFor(id), s.Version, int(min(n-s.Version, maxEventsLimit)))
-		if err != nil {
-			return storageFailure(err)
-		}
-		if len(batch) == 0 {
-			return messages.Fail(messages.CodeServiceUnavailable, "journal of %s ends before version %d", id, n)
-		}
-		for _, e := range batch {
-			ev, err := account.DecodeEvent(e)
-			if err != nil {
-				return g.unreadableEvent(err)
-			}
-			s = account.Apply(s, id, ev)
-		}
+	s, err := g.events.AccountAt(ctx, id, n)
+	var f *messages.Failure
+	switch {
+	case errors.As(err, &f):
+		return f
+	case errors.Is(err, grains.ErrUnreadableEvent):
+		return g.unreadableEvent(err)
+	case err != nil:
+		return storageFailure(err)
 	}
-	c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatUint(s.Version, 10)))
-	return c.JSON(http.StatusOK, renderAccount(s.ToProto()))
+	c.Response().Header().Set("ETag", strconv.Quote(strconv.FormatUint(s.GetVersion(), 10)))
+	return c.JSON(http.StatusOK, renderAccount(s))
 }
 
 // unreadableEvent reports a stored event this release cannot decode

@@ -2,47 +2,57 @@ package gateway
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/labstack/echo/v4"
 
-	"granary/cluster"
+	"granary/cluster/grains"
 	"granary/messages"
 )
 
-// grainReply is what every grain reply carries besides its payload.
-type grainReply interface {
-	GetServedBy() string
-	GetFailure() *messages.Failure
+// clients are the typed grain clients the handlers call.
+type clients struct {
+	accounts   grains.Accounts
+	counters   grains.Counters
+	groups     grains.CounterGroups
+	inventory  grains.Inventory
+	payments   grains.Payments
+	transfers  grains.Sagas
+	orders     grains.Sagas
+	instances  grains.Instances
+	routeTable grains.Routes
+	projectors grains.Projections
 }
 
-// callGrain sends the request built for the call's deadline to a grain,
-// sets X-Served-By from the answer, and turns a grain failure into an error.
-func callGrain[R grainReply](g *Gateway, c echo.Context, kind, id string, build func(deadlineUnixMs int64) any) (R, error) {
-	var zero R
-	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
-	defer cancel()
-	var deadline int64
-	if dl, ok := ctx.Deadline(); ok {
-		deadline = dl.UnixMilli()
+func newClients(d Deps) clients {
+	m := d.Member
+	return clients{
+		accounts: grains.Accounts{Caller: m}, counters: grains.Counters{Caller: m}, groups: grains.CounterGroups{Caller: m},
+		inventory: grains.Inventory{Caller: m}, payments: grains.Payments{Caller: m},
+		transfers: grains.Sagas{Caller: m, Kind: messages.TransferSagaKind}, orders: grains.Sagas{Caller: m, Kind: messages.OrderSagaKind},
+		instances: grains.Instances{Caller: m, Hosts: m.RegistryHosts()}, routeTable: grains.Routes{Caller: m},
+		projectors: grains.Projections{Caller: m},
 	}
-	reply, err := cluster.CallAs[R](ctx, g.deps.Member, kind, id, build(deadline))
-	if err != nil {
-		return zero, err
-	}
-	if by := reply.GetServedBy(); by != "" {
+}
+
+// servedBy is what every grain reply carries.
+type servedBy interface{ GetServedBy() string }
+
+// callGrain is the one way handlers call a grain: it runs one typed-client
+// call within ctx (whose deadline the client stamps on the request) and
+// sets X-Served-By on c (nil outside a request) from the reply, a
+// refusal's too.
+func callGrain[R servedBy](ctx context.Context, c echo.Context, call func(context.Context) (R, error)) (R, error) {
+	reply, err := call(ctx)
+	// Proto getters answer "" on a nil reply (the call itself failed).
+	if by := reply.GetServedBy(); by != "" && c != nil {
 		c.Response().Header().Set(headerServedBy, by)
 	}
-	if f := reply.GetFailure(); f != nil {
-		return zero, f
-	}
-	return reply, nil
+	return reply, err
 }
 
-// mustHave reports a reply that carries neither payload nor failure.
-func mustHave(ok bool, kind, id string) error {
-	if ok {
-		return nil
-	}
-	return fmt.Errorf("%s %s answered neither a result nor a failure", kind, id)
+// call is callGrain within the request's context and the call timeout.
+func call[R servedBy](g *Gateway, c echo.Context, fn func(context.Context) (R, error)) (R, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
+	defer cancel()
+	return callGrain(ctx, c, fn)
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/projection"
+	"granary/cluster/grains"
 	"granary/messages"
 	"granary/persistence"
 )
@@ -33,7 +33,7 @@ func (g *Gateway) accountSummary(c echo.Context) error {
 		return err
 	}
 	p := principal(c)
-	s, found, err := projection.GetSummary(c.Request().Context(), g.deps.Store, id)
+	s, found, err := g.deps.Summaries.Summary(c.Request().Context(), id)
 	if err != nil {
 		return summaryFailure(err)
 	}
@@ -56,8 +56,8 @@ func (g *Gateway) accountSummary(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.SummaryWait)
 	defer cancel()
-	s, err = projection.WaitForVersion(ctx, g.deps.Store, id, minVersion)
-	if errors.Is(err, projection.ErrNotCaughtUp) {
+	s, err = g.deps.Summaries.WaitForVersion(ctx, id, minVersion)
+	if errors.Is(err, grains.ErrNotCaughtUp) {
 		return messages.Fail(messages.CodeTimeout, "read model of %s is at version %d, not yet %d; retry later", id, s.Version, minVersion)
 	}
 	if err != nil {
@@ -76,7 +76,7 @@ func summaryFailure(err error) error {
 func (g *Gateway) projections(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	st, err := projection.Status(ctx, g.deps.Store)
+	st, err := g.deps.Summaries.Projections(ctx)
 	if err != nil {
 		g.deps.Logger.Warn("projection status unavailable", "err", err)
 		return storageFailure(err)
@@ -89,14 +89,11 @@ func (g *Gateway) projections(c echo.Context) error {
 // serving until it is swapped in; GET /api/v1/projections shows progress.
 func (g *Gateway) rebuildProjection(c echo.Context) error {
 	name := c.Param("name")
-	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
-	defer cancel()
-	reply, err := projection.Rebuild(ctx, g.deps.Member, name)
-	if reply.GetServedBy() != "" {
-		c.Response().Header().Set(headerServedBy, reply.GetServedBy())
-	}
-	if errors.Is(err, projection.ErrUnknownProjection) {
-		return messages.Fail(messages.CodeNotFound, "no projection %q; known: %v", name, projection.Names())
+	reply, err := call(g, c, func(ctx context.Context) (*messages.ProjectionReply, error) {
+		return g.projectors.Rebuild(ctx, name)
+	})
+	if errors.Is(err, grains.ErrUnknownProjection) {
+		return messages.Fail(messages.CodeNotFound, "no projection %q; known: %v", name, g.projectors.Names())
 	}
 	if err != nil {
 		return err

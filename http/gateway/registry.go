@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -13,7 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/registry"
+	"granary/cluster/grains"
 	"granary/http/problem"
 	"granary/http/proxy"
 	"granary/http/ratelimit"
@@ -54,8 +55,7 @@ func stamp(ms int64) *string {
 // startRegistry builds the route table's watcher and the proxy; Close
 // stops them.
 func (g *Gateway) startRegistry() error {
-	view := g.deps.Member.RegistryView()
-	g.watcher = registry.NewWatcher(view, registry.DefaultWatchInterval, g.deps.Logger)
+	g.watcher = grains.NewRouteWatcher(g.deps.Member.RegistryView(), g.deps.Logger)
 	if g.deps.Redis != nil {
 		// Per gateway, not per member: tests run several gateways on one.
 		g.counts = proxy.NewRedisCounts(g.deps.Redis, g.cfg.KeyPrefix, g.deps.Member.ID()+"-"+randomHex(4), 0, g.deps.Logger)
@@ -68,7 +68,7 @@ func (g *Gateway) startRegistry() error {
 		Targets: g.targets,
 		Problem: writeProblem,
 		Counts:  counts,
-		Allowed: g.deps.Member.RegistryHosts().Allowed,
+		Allowed: g.instances.Allowed(),
 		RequestID: func(r *http.Request) string {
 			return r.Header.Get(echo.HeaderXRequestID)
 		},
@@ -140,8 +140,8 @@ func requireRegistryWriter(next echo.HandlerFunc) echo.HandlerFunc {
 
 func registryParam(c echo.Context, name string) (string, error) {
 	v := c.Param(name)
-	if !registry.NamePattern.MatchString(v) {
-		return "", messages.Fail(messages.CodeValidationFailed, "%s: must match %s", name, registry.NamePattern)
+	if !messages.RegistryNamePattern.MatchString(v) {
+		return "", messages.Fail(messages.CodeValidationFailed, "%s: must match %s", name, messages.RegistryNamePattern)
 	}
 	return v, nil
 }
@@ -177,10 +177,10 @@ func (g *Gateway) instanceCall(c echo.Context, build func(r *messages.InstanceRe
 	if err != nil {
 		return "", "", nil, err
 	}
-	reply, err := callGrain[*messages.InstanceReply](g, c, registry.InstanceKind, registry.InstanceIdentity(service, id), func(deadline int64) any {
-		r := &messages.InstanceRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
-		build(r)
-		return r
+	r := &messages.InstanceRequest{CommandId: cmdID}
+	build(r)
+	reply, err := call(g, c, func(ctx context.Context) (*messages.InstanceReply, error) {
+		return g.instances.Send(ctx, service, id, r)
 	})
 	return service, id, reply, err
 }
@@ -203,7 +203,7 @@ func (g *Gateway) putInstance(c echo.Context) error {
 	if g.builtin(c.Param("service")) {
 		return messages.Fail(messages.CodeAlreadyExists, "service %s is built into Granary", c.Param("service"))
 	}
-	spec := &messages.InstanceSpec{Host: b.Host, Metadata: b.Metadata, HealthCheckPath: b.HealthCheckPath, TtlSeconds: registry.DefaultTTLSeconds}
+	spec := &messages.InstanceSpec{Host: b.Host, Metadata: b.Metadata, HealthCheckPath: b.HealthCheckPath, TtlSeconds: messages.DefaultInstanceTTLSeconds}
 	if b.Port == nil {
 		return messages.Fail(messages.CodeValidationFailed, "port: missing")
 	}
@@ -212,7 +212,7 @@ func (g *Gateway) putInstance(c echo.Context) error {
 		spec.TtlSeconds = *b.TTLSeconds
 	}
 	// Checked here too, so a bad body never reaches (or activates) a grain.
-	if _, err := g.deps.Member.RegistryHosts().NormalizeSpec(spec); err != nil {
+	if err := g.instances.CheckSpec(spec); err != nil {
 		return err
 	}
 	_, _, reply, err := g.instanceCall(c, func(r *messages.InstanceRequest) {
@@ -286,14 +286,14 @@ func (g *Gateway) usage(id string) (int64, uint64) {
 	return 0, 0
 }
 
-func (g *Gateway) recordJSON(rec registry.InstanceRecord, beats map[string]int64) registryJSON {
+func (g *Gateway) recordJSON(rec grains.Instance, beats map[string]int64) registryJSON {
 	md := rec.Metadata
 	if md == nil {
 		md = map[string]string{}
 	}
 	out := registryJSON{Service: rec.Service, InstanceID: rec.InstanceID, Host: rec.Host, Port: rec.Port, Metadata: md,
 		HealthCheckPath: rec.HealthCheckPath, TTLSeconds: rec.TTLSeconds, Status: rec.Status,
-		LastHeartbeat: stamp(beats[registry.InstanceIdentity(rec.Service, rec.InstanceID)]), RegisteredAt: stamp(rec.RegisteredAt)}
+		LastHeartbeat: stamp(beats[grains.Identity(rec.Service, rec.InstanceID)]), RegisteredAt: stamp(rec.RegisteredAt)}
 	out.InFlight, out.Served = g.usage(rec.InstanceID)
 	return out
 }
@@ -314,7 +314,7 @@ func (g *Gateway) builtinInstances(service string) []registryJSON {
 			host, port, _ := net.SplitHostPort(addrs[in.MemberID])
 			p, _ := strconv.Atoi(port)
 			out = append(out, registryJSON{Service: service, InstanceID: in.ID, Host: host, Port: p,
-				Metadata: map[string]string{"member_id": in.MemberID}, Status: registry.StatusUp, InFlight: in.InFlight, Served: in.Served, Builtin: true})
+				Metadata: map[string]string{"member_id": in.MemberID}, Status: messages.InstanceStatusUp, InFlight: in.InFlight, Served: in.Served, Builtin: true})
 		}
 	}
 	return out
@@ -382,11 +382,9 @@ func (g *Gateway) routeCall(c echo.Context, build func(r *messages.RouteRequest)
 	if err != nil {
 		return nil, err
 	}
-	return callGrain[*messages.RouteReply](g, c, registry.RouteKind, registry.RouteTableID, func(deadline int64) any {
-		r := &messages.RouteRequest{CommandId: cmdID, DeadlineUnixMs: deadline}
-		build(r)
-		return r
-	})
+	r := &messages.RouteRequest{CommandId: cmdID}
+	build(r)
+	return call(g, c, func(ctx context.Context) (*messages.RouteReply, error) { return g.routeTable.Send(ctx, r) })
 }
 
 func (g *Gateway) putRoute(c echo.Context) error {
@@ -399,14 +397,14 @@ func (g *Gateway) putRoute(c echo.Context) error {
 		return err
 	}
 	spec := &messages.RouteSpec{Name: name, PathPrefix: b.PathPrefix, Service: b.Service, RewritePrefix: b.RewritePrefix, Methods: b.Methods,
-		Strategy: b.Strategy, TimeoutMs: registry.DefaultTimeoutMS, Auth: b.Auth}
+		Strategy: b.Strategy, TimeoutMs: messages.DefaultRouteTimeoutMS, Auth: b.Auth}
 	if b.TimeoutMS != nil {
 		spec.TimeoutMs = *b.TimeoutMS
 		if spec.TimeoutMs == 0 {
-			return messages.Fail(messages.CodeValidationFailed, "timeout_ms: must be 1..%d", registry.MaxTimeoutMS)
+			return messages.Fail(messages.CodeValidationFailed, "timeout_ms: must be 1..%d", messages.MaxRouteTimeoutMS)
 		}
 	}
-	norm, err := registry.NormalizeRoute(spec)
+	norm, err := grains.NormalizeRoute(spec)
 	if err != nil {
 		return err
 	}
@@ -423,10 +421,10 @@ func (g *Gateway) putRoute(c echo.Context) error {
 	}
 	for _, r := range reply.GetRoutes() {
 		if r.GetName() == name {
-			return c.JSON(status, registry.RouteJSON(r))
+			return c.JSON(status, grains.RouteJSON(r))
 		}
 	}
-	return mustHave(false, registry.RouteKind, name)
+	return fmt.Errorf("route table answered without route %s", name)
 }
 
 func (g *Gateway) listRoutes(c echo.Context) error {
@@ -438,7 +436,7 @@ func (g *Gateway) listRoutes(c echo.Context) error {
 	}
 	out := make([]any, 0, len(reply.GetRoutes()))
 	for _, r := range reply.GetRoutes() {
-		out = append(out, registry.RouteJSON(r))
+		out = append(out, grains.RouteJSON(r))
 	}
 	return c.JSON(http.StatusOK, map[string]any{"routes": out})
 }
@@ -475,7 +473,7 @@ func (g *Gateway) unrouted(c echo.Context) error {
 	}
 	pr := proxy.Route{Name: route.GetName(), PathPrefix: route.GetPathPrefix(), Service: route.GetService(), RewritePrefix: route.GetRewritePrefix(),
 		Methods: route.GetMethods(), Strategy: route.GetStrategy(), Timeout: time.Duration(route.GetTimeoutMs()) * time.Millisecond,
-		Public: route.GetAuth() == registry.AuthPublic}
+		Public: route.GetAuth() == messages.RouteAuthPublic}
 	serve := func(c echo.Context) error {
 		r := c.Request()
 		if isHead(c) {

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"regexp"
 	"strings"
@@ -10,10 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/account"
-	"granary/actors/inventory"
-	"granary/actors/payment"
-	"granary/actors/saga"
+	"granary/cluster/grains"
 	"granary/http/problem"
 	"granary/messages"
 	"granary/persistence"
@@ -86,32 +82,27 @@ type orderJSON struct {
 
 func renderOrder(s *messages.SagaState) orderJSON {
 	o := s.GetOrder()
-	return orderJSON{OrderID: s.GetId(), SagaID: saga.Stream(saga.OrderKind)(s.GetId()), UserID: o.GetUserId(), ProductID: o.GetProductId(),
+	return orderJSON{OrderID: s.GetId(), SagaID: grains.SagaID(messages.OrderSagaKind, s.GetId()), UserID: o.GetUserId(), ProductID: o.GetProductId(),
 		Quantity: o.GetQuantity(), Amount: o.GetAmount(), PaymentID: o.GetPaymentId(), Status: s.GetStatus(),
 		FailedStep: s.GetFailedStep(), Error: s.GetError(), Steps: renderSteps(s)}
 }
 
-// sagaCall sends req to a saga grain. Starting a saga waits for it to
-// finish, so it gets the saga's own drive time rather than the usual call
-// timeout.
-func (g *Gateway) sagaCall(c echo.Context, kind, id string, req *messages.SagaRequest, timeout time.Duration) (*messages.SagaReply, error) {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), timeout)
-	defer cancel()
-	reply, err := callAs[*messages.SagaReply](ctx, g.deps, kind, id, req)
+func getSaga(g *Gateway, c echo.Context, sagas grains.Sagas, id string) (*messages.SagaState, error) {
+	r, err := call(g, c, func(ctx context.Context) (*messages.SagaReply, error) { return sagas.Get(ctx, id) })
 	if err != nil {
 		return nil, err
 	}
-	if by := reply.GetServedBy(); by != "" {
-		c.Response().Header().Set(headerServedBy, by)
-	}
-	if f := reply.GetFailure(); f != nil {
-		return nil, f
-	}
-	return reply, nil
+	return r.GetSaga(), nil
 }
 
-func getSaga(g *Gateway, c echo.Context, kind, id string) (*messages.SagaState, error) {
-	r, err := g.sagaCall(c, kind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Get{Get: &messages.GetSaga{}}}, g.cfg.CallTimeout)
+// startSaga starts saga id. Starting waits for the saga to finish, so it
+// gets the saga's own drive time rather than the usual call timeout.
+func (g *Gateway) startSaga(c echo.Context, sagas grains.Sagas, id string, start *messages.StartSaga) (*messages.SagaState, error) {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), g.sagaTimeout())
+	defer cancel()
+	r, err := callGrain(ctx, c, func(ctx context.Context) (*messages.SagaReply, error) {
+		return sagas.Start(ctx, id, start)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -124,19 +115,10 @@ func getSaga(g *Gateway, c echo.Context, kind, id string) (*messages.SagaState, 
 func renderSaga(c echo.Context, s *messages.SagaState, field string, body any, location string) error {
 	c.Response().Header().Set(echo.HeaderLocation, location)
 	switch s.GetStatus() {
-	case saga.StatusCompleted:
+	case messages.SagaStatusCompleted:
 		return c.JSON(http.StatusCreated, body)
-	case saga.StatusCompensated:
-		p := map[string]any{
-			"type": "about:blank", "title": "Unprocessable Entity", "status": http.StatusUnprocessableEntity,
-			"code": messages.CodeSagaFailed, "detail": s.GetFailedStep() + " failed: " + s.GetError(),
-			"instance": c.Request().URL.Path, "request_id": c.Response().Header().Get(echo.HeaderXRequestID), field: body,
-		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		return c.Blob(http.StatusUnprocessableEntity, problem.ContentType, b)
+	case messages.SagaStatusCompensated:
+		return problem.With(messages.Fail(messages.CodeSagaFailed, "%s failed: %s", s.GetFailedStep(), s.GetError()), field, body)
 	default:
 		return c.JSON(http.StatusAccepted, body)
 	}
@@ -188,8 +170,8 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 		return messages.Fail(messages.CodeValidationFailed, "to_account: required, an account id")
 	case *b.FromAccount == *b.ToAccount:
 		return messages.Fail(messages.CodeValidationFailed, "to_account: must differ from from_account")
-	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > account.MaxAmount:
-		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", account.MaxAmount)
+	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > messages.MaxAmount:
+		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", messages.MaxAmount)
 	}
 	at, err := executeAt(b.ExecuteAt, time.Now())
 	if err != nil {
@@ -197,7 +179,7 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	}
 	if b.TransferID != nil {
 		id = *b.TransferID
-		if existing, err := getSaga(g, c, saga.TransferKind, id); err == nil {
+		if existing, err := getSaga(g, c, g.transfers, id); err == nil {
 			if err := g.mayActOnTransfer(c, existing); err != nil {
 				return err
 			}
@@ -212,14 +194,13 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 		return err
 	}
 	p := principal(c)
-	r, err := g.sagaCall(c, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+	s, err := g.startSaga(c, g.transfers, id, &messages.StartSaga{
 		Input: &messages.StartSaga_Transfer{Transfer: &messages.TransferInput{TransferId: id, FromAccount: *b.FromAccount,
 			ToAccount: *b.ToAccount, Amount: *b.Amount, Caller: &messages.Caller{Subject: p.Subject, Admin: p.Admin()},
-			ExecuteAtUnixMs: at}}}}}, g.sagaTimeout())
+			ExecuteAtUnixMs: at}}})
 	if err != nil {
 		return err
 	}
-	s := r.GetSaga()
 	if err := g.mayActOnTransfer(c, s); err != nil {
 		return err // the id was taken by someone else's transfer meanwhile
 	}
@@ -227,7 +208,7 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 }
 
 func (g *Gateway) sagaTimeout() time.Duration {
-	return max(g.cfg.CallTimeout, saga.DefaultMaxDrive+5*time.Second)
+	return max(g.cfg.CallTimeout, grains.StartTimeout)
 }
 
 func (g *Gateway) mayActOnTransfer(c echo.Context, s *messages.SagaState) error {
@@ -248,14 +229,14 @@ func (g *Gateway) cancelTransfer(c echo.Context) error {
 	if err := g.bindJSON(c, &b); err != nil {
 		return err
 	}
-	s, err := getSaga(g, c, saga.TransferKind, id)
+	s, err := getSaga(g, c, g.transfers, id)
 	if err != nil {
 		return err
 	}
 	if err := g.mayActOnTransfer(c, s); err != nil {
 		return err
 	}
-	r, err := g.sagaCall(c, saga.TransferKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Cancel{Cancel: &messages.CancelSaga{}}}, g.cfg.CallTimeout)
+	r, err := call(g, c, func(ctx context.Context) (*messages.SagaReply, error) { return g.transfers.Cancel(ctx, id) })
 	if err != nil {
 		return err
 	}
@@ -267,7 +248,7 @@ func (g *Gateway) getTransfer(c echo.Context) error {
 	if !idPattern.MatchString(id) {
 		return messages.Fail(messages.CodeNotFound, "transfer %q not found", id)
 	}
-	s, err := getSaga(g, c, saga.TransferKind, id)
+	s, err := getSaga(g, c, g.transfers, id)
 	if err != nil {
 		return err
 	}
@@ -295,10 +276,10 @@ func (g *Gateway) createOrder(c echo.Context) error {
 		return messages.Fail(messages.CodeValidationFailed, "order_id: must match %s", idPattern)
 	case b.ProductID == nil || !idPattern.MatchString(*b.ProductID):
 		return messages.Fail(messages.CodeValidationFailed, "product_id: required, must match %s", idPattern)
-	case b.Quantity == nil || *b.Quantity <= 0 || *b.Quantity > inventory.MaxQuantity:
-		return messages.Fail(messages.CodeValidationFailed, "quantity: required, between 1 and %d", inventory.MaxQuantity)
-	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > account.MaxAmount:
-		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", account.MaxAmount)
+	case b.Quantity == nil || *b.Quantity <= 0 || *b.Quantity > messages.MaxQuantity:
+		return messages.Fail(messages.CodeValidationFailed, "quantity: required, between 1 and %d", messages.MaxQuantity)
+	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > messages.MaxAmount:
+		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", messages.MaxAmount)
 	case b.PaymentID != nil && !idPattern.MatchString(*b.PaymentID):
 		return messages.Fail(messages.CodeValidationFailed, "payment_id: must match %s", idPattern)
 	}
@@ -309,18 +290,17 @@ func (g *Gateway) createOrder(c echo.Context) error {
 	// Minted on every request, but only the first start of this order
 	// records it: a re-post of the order id returns the saga as started,
 	// so a retry keeps the payment id the order charges.
-	paymentID := payment.NewID()
+	paymentID := grains.NewPaymentID()
 	if b.PaymentID != nil {
 		paymentID = *b.PaymentID
 	}
 	p := principal(c)
-	r, err := g.sagaCall(c, saga.OrderKind, id, &messages.SagaRequest{Command: &messages.SagaRequest_Start{Start: &messages.StartSaga{
+	s, err := g.startSaga(c, g.orders, id, &messages.StartSaga{
 		Input: &messages.StartSaga_Order{Order: &messages.OrderInput{OrderId: id, UserId: p.Subject, ProductId: *b.ProductID,
-			Quantity: *b.Quantity, Amount: *b.Amount, PaymentId: paymentID}}}}}, g.sagaTimeout())
+			Quantity: *b.Quantity, Amount: *b.Amount, PaymentId: paymentID}}})
 	if err != nil {
 		return err
 	}
-	s := r.GetSaga()
 	if err := mayActOnOrder(c, s); err != nil {
 		return err // an existing order of someone else's
 	}
@@ -340,7 +320,7 @@ func (g *Gateway) getOrder(c echo.Context) error {
 	if !idPattern.MatchString(id) {
 		return messages.Fail(messages.CodeNotFound, "order %q not found", id)
 	}
-	s, err := getSaga(g, c, saga.OrderKind, id)
+	s, err := getSaga(g, c, g.orders, id)
 	if err != nil {
 		return err
 	}
@@ -355,9 +335,8 @@ func (g *Gateway) inventoryCall(c echo.Context, req *messages.InventoryRequest) 
 	if !idPattern.MatchString(product) {
 		return messages.Fail(messages.CodeNotFound, "product %q not found", product)
 	}
-	reply, err := callGrain[*messages.InventoryReply](g, c, inventory.Kind, product, func(deadline int64) any {
-		req.DeadlineUnixMs = deadline
-		return req
+	reply, err := call(g, c, func(ctx context.Context) (*messages.InventoryReply, error) {
+		return g.inventory.Send(ctx, product, req)
 	})
 	if err != nil {
 		return err
@@ -376,8 +355,8 @@ func (g *Gateway) setInventory(c echo.Context) error {
 	if err := g.bindJSON(c, &b); err != nil {
 		return err
 	}
-	if b.Available == nil || *b.Available < 0 || *b.Available > inventory.MaxQuantity {
-		return messages.Fail(messages.CodeValidationFailed, "available: required, between 0 and %d", inventory.MaxQuantity)
+	if b.Available == nil || *b.Available < 0 || *b.Available > messages.MaxQuantity {
+		return messages.Fail(messages.CodeValidationFailed, "available: required, between 0 and %d", messages.MaxQuantity)
 	}
 	cmdID, err := commandID(c, principal(c).Subject)
 	if err != nil {
@@ -392,9 +371,7 @@ func (g *Gateway) getPayment(c echo.Context) error {
 	if !idPattern.MatchString(id) {
 		return messages.Fail(messages.CodeNotFound, "payment %q not found", id)
 	}
-	reply, err := callGrain[*messages.PaymentReply](g, c, payment.Kind, id, func(deadline int64) any {
-		return &messages.PaymentRequest{DeadlineUnixMs: deadline, Command: &messages.PaymentRequest_Get{Get: &messages.GetPayment{}}}
-	})
+	reply, err := call(g, c, func(ctx context.Context) (*messages.PaymentReply, error) { return g.payments.Get(ctx, id) })
 	if err != nil {
 		return err
 	}
@@ -407,14 +384,15 @@ func (g *Gateway) getPayment(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"payment_id": id, "user_id": pm.GetUserId(), "amount": pm.GetAmount(), "status": pm.GetStatus()})
 }
 
-var sagaKinds = map[string]string{"order": saga.OrderKind, "transfer": saga.TransferKind}
+var sagaKinds = map[string]string{"order": messages.OrderSagaKind, "transfer": messages.TransferSagaKind}
 
 func (g *Gateway) listSagas(c echo.Context) error {
 	f := persistence.SagaFilter{Limit: 100}
 	if raw := c.QueryParam("status"); raw != "" {
 		for _, s := range strings.Split(raw, ",") {
 			switch s {
-			case saga.StatusStarted, saga.StatusCompensating, saga.StatusCompleted, saga.StatusCompensated, saga.StatusScheduled, saga.StatusCancelled:
+			case messages.SagaStatusStarted, messages.SagaStatusCompensating, messages.SagaStatusCompleted, messages.SagaStatusCompensated,
+				messages.SagaStatusScheduled, messages.SagaStatusCancelled:
 				f.Statuses = append(f.Statuses, s)
 			default:
 				return messages.Fail(messages.CodeValidationFailed, "status: %q is not scheduled, started, compensating, completed, compensated or cancelled", s)
@@ -437,7 +415,7 @@ func (g *Gateway) listSagas(c echo.Context) error {
 	f.Limit = int(limit)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	recs, err := g.deps.Store.ListSagas(ctx, f)
+	recs, err := g.deps.Sagas.ListSagas(ctx, f)
 	if err != nil {
 		return storageFailure(err)
 	}

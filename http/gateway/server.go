@@ -14,7 +14,6 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"granary/actors/registry"
 	"granary/http/idempotency"
 	"granary/http/problem"
 	"granary/http/proxy"
@@ -24,8 +23,11 @@ import (
 
 // Gateway is the HTTP server of one member.
 type Gateway struct {
-	cfg      Config
-	deps     Deps
+	cfg  Config
+	deps Deps
+	clients
+	// events is deps.Events (or the journal reader on deps.Store).
+	events   EventReader
 	echo     *echo.Echo
 	srv      *http.Server
 	registry *prometheus.Registry
@@ -43,7 +45,7 @@ type Gateway struct {
 	// watcher is this gateway's copy of the registry view; proxy sends
 	// routed requests to instances, counting them in counts (nil without
 	// Redis: this gateway's own counts only).
-	watcher *registry.Watcher
+	watcher registryView
 	proxy   *proxy.Proxy
 	counts  *proxy.RedisCounts
 	stopReg sync.Once
@@ -59,7 +61,8 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if err := deps.validate(cfg); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg, deps: deps, registry: deps.Metrics, routeSet: map[string]bool{}}
+	deps = deps.withReaders()
+	g := &Gateway{cfg: cfg, deps: deps, clients: newClients(deps), events: deps.Events, registry: deps.Metrics, routeSet: map[string]bool{}}
 	if g.registry == nil {
 		g.registry = metrics.NewRegistry()
 	}

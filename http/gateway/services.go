@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"cmp"
-	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/registry"
-	"granary/cluster"
+	"granary/messages"
 )
 
 type serviceJSON struct {
@@ -59,7 +57,7 @@ func (g *Gateway) registeredServices() []serviceJSON {
 	}
 	var out []serviceJSON
 	for _, name := range g.watcher.Services() {
-		s := serviceJSON{Name: name, Strategy: cmp.Or(strategies[name], registry.RoundRobin), Breaker: "open", Instances: []instanceJSON{}}
+		s := serviceJSON{Name: name, Strategy: cmp.Or(strategies[name], messages.RouteRoundRobin), Breaker: "open", Instances: []instanceJSON{}}
 		recs, _ := g.watcher.Instances(name)
 		for _, rec := range recs {
 			b := cmp.Or(breakers[rec.InstanceID], "closed")
@@ -76,11 +74,6 @@ func (g *Gateway) registeredServices() []serviceJSON {
 		out = append(out, s)
 	}
 	return out
-}
-
-// callAs is cluster.CallAs with the gateway's member.
-func callAs[R any](ctx context.Context, deps Deps, kind, id string, msg any) (R, error) {
-	return cluster.CallAs[R](ctx, deps.Member, kind, id, msg)
 }
 
 // userRoutes registers the users and services endpoints.

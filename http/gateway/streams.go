@@ -11,7 +11,6 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/account"
 	"granary/http/auth"
 	"granary/http/dashboard"
 	"granary/http/stream"
@@ -196,7 +195,7 @@ func (g *Gateway) accountStream(c echo.Context) error {
 		return err
 	}
 	return g.serveStream(c, func(ctx context.Context) error {
-		return stream.ServeStream(ctx, c.Response(), g.deps.Store, g.streams.tailer, account.StreamFor(id), after, renderAccountEvent, g.streams.opt)
+		return stream.ServeStream(ctx, c.Response(), g.deps.Store, g.streams.tailer, g.events.AccountStream(id), after, g.renderAccountEvent, g.streams.opt)
 	})
 }
 
@@ -212,7 +211,7 @@ func (g *Gateway) globalStream(c echo.Context) error {
 		from = map[int]uint64{p: pos}
 	}
 	return g.serveStream(c, func(ctx context.Context) error {
-		return stream.ServeAll(ctx, c.Response(), g.deps.Store, g.streams.tailer, from, recentOnGlobal, renderGlobalEvent, g.streams.opt)
+		return stream.ServeAll(ctx, c.Response(), g.deps.Store, g.streams.tailer, from, recentOnGlobal, g.renderGlobalEvent, g.streams.opt)
 	})
 }
 
@@ -232,8 +231,8 @@ func (g *Gateway) streamError(c echo.Context, err error) error {
 	return storageFailure(err)
 }
 
-func renderAccountEvent(e persistence.Event) (string, []byte, error) {
-	ev, err := account.DecodeEvent(e)
+func (g *Gateway) renderAccountEvent(e persistence.Event) (string, []byte, error) {
+	ev, err := g.events.DecodeAccountEvent(e)
 	if err != nil {
 		return "", nil, err
 	}
@@ -244,11 +243,11 @@ func renderAccountEvent(e persistence.Event) (string, []byte, error) {
 
 // renderGlobalEvent shows any journal event; account events with their
 // data, others (sagas, counters …) by stream, type and version.
-func renderGlobalEvent(e persistence.Event) (string, []byte, error) {
+func (g *Gateway) renderGlobalEvent(e persistence.Event) (string, []byte, error) {
 	out := map[string]any{"stream": e.Stream, "version": e.Version, "partition": e.Partition, "position": e.Position,
 		"type": e.Type, "occurred_at": e.OccurredAt.UTC().Format(time.RFC3339Nano)}
 	if strings.HasPrefix(e.Stream, "account-") {
-		if ev, err := account.DecodeEvent(e); err == nil {
+		if ev, err := g.events.DecodeAccountEvent(e); err == nil {
 			out["data"] = eventData(ev)
 		}
 	}

@@ -11,8 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"granary/actors/service"
-	"granary/actors/user"
+	"granary/cluster/grains"
 	"granary/http/auth"
 	"granary/http/ratelimit"
 	"granary/http/reqlog"
@@ -51,21 +50,21 @@ func (g *Gateway) register(c echo.Context) error {
 		return err
 	}
 	switch {
-	case b.Username == nil || !user.UsernamePattern.MatchString(*b.Username):
-		return messages.Fail(messages.CodeValidationFailed, "username: required, must match %s", user.UsernamePattern)
+	case b.Username == nil || !messages.UsernamePattern.MatchString(*b.Username):
+		return messages.Fail(messages.CodeValidationFailed, "username: required, must match %s", messages.UsernamePattern)
 	case b.Password == nil || utf8.RuneCountInString(*b.Password) < MinPasswordLen:
 		return messages.Fail(messages.CodeValidationFailed, "password: required, at least %d characters", MinPasswordLen)
-	case len(*b.Password) > service.MaxPasswordLen:
-		return messages.Fail(messages.CodeValidationFailed, "password: at most %d bytes", service.MaxPasswordLen)
+	case len(*b.Password) > messages.MaxPasswordLen:
+		return messages.Fail(messages.CodeValidationFailed, "password: at most %d bytes", messages.MaxPasswordLen)
 	}
 	display := *b.Username
 	if b.DisplayName != nil {
 		display = *b.DisplayName
 	}
-	if !utf8.ValidString(display) || utf8.RuneCountInString(display) > user.MaxDisplayName {
-		return messages.Fail(messages.CodeValidationFailed, "display_name: at most %d characters", user.MaxDisplayName)
+	if !utf8.ValidString(display) || utf8.RuneCountInString(display) > messages.MaxDisplayName {
+		return messages.Fail(messages.CodeValidationFailed, "display_name: at most %d characters", messages.MaxDisplayName)
 	}
-	if user.Reserved(*b.Username) {
+	if grains.Reserved(*b.Username) {
 		// Answered like any taken name, whether or not the operator's
 		// bootstrap has run yet.
 		return messages.Fail(messages.CodeAlreadyExists, "username %q is taken", *b.Username)
@@ -84,7 +83,7 @@ func (g *Gateway) register(c echo.Context) error {
 func RegisterUser(ctx context.Context, deps Deps, timeout time.Duration, username, password, display string, roles []string, ec echo.Context) (*messages.UserState, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	auth, err := deps.Services.Client(service.AuthService)
+	auth, err := deps.Services.Client(messages.AuthServiceName)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +102,12 @@ func RegisterUser(ctx context.Context, deps Deps, timeout time.Duration, usernam
 	if f := hashed.GetFailure(); f != nil {
 		return nil, f
 	}
-	reply, err := userCall(ctx, deps, username, ec, &messages.UserRequest{
+	users := grains.Users{Caller: deps.Member}
+	reply, err := callGrain(ctx, ec, func(ctx context.Context) (*messages.UserReply, error) {
 		// A fresh id: two people racing for one name must not look like
 		// one retried command (client retries use Idempotency-Key).
-		CommandId: "register-" + randomHex(8),
-		Command: &messages.UserRequest_Register{Register: &messages.RegisterUser{UserId: user.NewID(),
-			DisplayName: display, PasswordHash: hashed.GetPasswordHash(), Roles: roles}},
+		return users.Register(ctx, username, "register-"+randomHex(8), &messages.RegisterUser{UserId: grains.NewUserID(),
+			DisplayName: display, PasswordHash: hashed.GetPasswordHash(), Roles: roles})
 	})
 	if err != nil {
 		return nil, err
@@ -150,9 +149,9 @@ func (g *Gateway) login(c echo.Context) error {
 	}
 	// Whatever is wrong, the same work is done: an unknown user is
 	// verified against a dummy hash, so time does not tell which half.
-	hash := service.DummyHash
+	hash := grains.DummyHash()
 	var u *messages.UserState
-	if user.UsernamePattern.MatchString(*b.Username) {
+	if messages.UsernamePattern.MatchString(*b.Username) {
 		switch u, err = getUser(ctx, g.deps, *b.Username, c); {
 		case err == nil:
 			hash = u.GetPasswordHash()
@@ -161,7 +160,7 @@ func (g *Gateway) login(c echo.Context) error {
 			return err
 		}
 	}
-	authSvc, err := g.deps.Services.Client(service.AuthService)
+	authSvc, err := g.deps.Services.Client(messages.AuthServiceName)
 	if err != nil {
 		return err
 	}
@@ -201,7 +200,7 @@ func (g *Gateway) me(c echo.Context) error {
 	p := principal(c)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	if user.IDPattern.MatchString(p.Subject) && user.UsernamePattern.MatchString(p.Username) {
+	if messages.UserIDPattern.MatchString(p.Subject) && messages.UsernamePattern.MatchString(p.Username) {
 		u, err := getUser(ctx, g.deps, p.Username, c)
 		switch {
 		case err == nil && u.GetUserId() == p.Subject:
@@ -235,8 +234,10 @@ func (g *Gateway) loginThrottle() (*ratelimit.LoginThrottle, error) {
 // assignUserID gives a user stored without an id its id; whichever
 // gateway asks first wins, and every caller gets the stored one.
 func assignUserID(ctx context.Context, deps Deps, username string, ec echo.Context) (*messages.UserState, error) {
-	reply, err := userCall(ctx, deps, username, ec, &messages.UserRequest{CommandId: "assign-id-" + randomHex(8),
-		Command: &messages.UserRequest_AssignId{AssignId: &messages.AssignUserId{UserId: user.NewID()}}})
+	users := grains.Users{Caller: deps.Member}
+	reply, err := callGrain(ctx, ec, func(ctx context.Context) (*messages.UserReply, error) {
+		return users.AssignID(ctx, username, "assign-id-"+randomHex(8), grains.NewUserID())
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -244,28 +245,14 @@ func assignUserID(ctx context.Context, deps Deps, username string, ec echo.Conte
 }
 
 func getUser(ctx context.Context, deps Deps, username string, ec echo.Context) (*messages.UserState, error) {
-	reply, err := userCall(ctx, deps, username, ec, &messages.UserRequest{Command: &messages.UserRequest_Get{Get: &messages.GetUser{}}})
+	users := grains.Users{Caller: deps.Member}
+	reply, err := callGrain(ctx, ec, func(ctx context.Context) (*messages.UserReply, error) {
+		return users.Get(ctx, username)
+	})
 	if err != nil {
 		return nil, err
 	}
 	return reply.GetUser(), nil
-}
-
-func userCall(ctx context.Context, deps Deps, username string, ec echo.Context, req *messages.UserRequest) (*messages.UserReply, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		req.DeadlineUnixMs = dl.UnixMilli()
-	}
-	reply, err := callAs[*messages.UserReply](ctx, deps, user.Kind, username, req)
-	if err != nil {
-		return nil, err
-	}
-	if ec != nil && reply.GetServedBy() != "" {
-		ec.Response().Header().Set(headerServedBy, reply.GetServedBy())
-	}
-	if f := reply.GetFailure(); f != nil {
-		return nil, f
-	}
-	return reply, nil
 }
 
 // hasCode reports whether err is a Failure with code.

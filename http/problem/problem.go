@@ -93,11 +93,20 @@ func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 			Instance:  c.Request().URL.Path,
 			RequestID: c.Response().Header().Get(echo.HeaderXRequestID),
 		}
+		body := mustJSON(p)
+		var ext *extended
+		if errors.As(err, &ext) && status < 500 {
+			if b, merr := withMember(body, ext); merr != nil {
+				log.Error("problem extension not rendered", "err", merr)
+			} else {
+				body = b
+			}
+		}
 		var werr error
 		if c.Request().Method == http.MethodHead {
 			werr = c.NoContent(status)
 		} else {
-			werr = c.Blob(status, ContentType, mustJSON(p))
+			werr = c.Blob(status, ContentType, body)
 		}
 		if werr != nil {
 			log.Debug("writing problem failed", "err", werr)
