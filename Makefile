@@ -5,6 +5,7 @@ PROTOC    ?= protoc
 PAC_PIN   := v0.0.0-20240822202345-3c0e61ca19c9
 PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
+PROVIDER  ?= automanaged
 
 .PHONY: chaos run build test test-short bench bench-go generate check-generated vet fmt cluster cluster-stop clean
 
@@ -48,8 +49,8 @@ fmt:
 clean:
 	rm -rf bin .cluster .chaos
 
-cluster: ## real redis-server + 3 members on 127.0.0.1:8081-8083, logs in .cluster/
-	./scripts/cluster.sh start
+cluster: ## real redis-server + 3 members on 127.0.0.1:8081-8083, logs in .cluster/; PROVIDER=etcd: membership through an etcd it starts on 127.0.0.1:2389
+	PROVIDER=$(PROVIDER) ./scripts/cluster.sh start
 
 cluster-stop: ## stop exactly what `make cluster` started
 	./scripts/cluster.sh stop

@@ -6,6 +6,8 @@ import (
 	"granary/actors/registry"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -117,9 +119,34 @@ func settings(m mode) []setting {
 		{"GRANARY_CLUSTER_NAME", "granary", "cluster name; members join only their own cluster", func(c *config, v string) error { c.Cluster.Name = v; return nil }},
 		{"GRANARY_CLUSTER_HOST", "127.0.0.1", "remoting address of this member", func(c *config, v string) error { c.Cluster.Host = v; return nil }},
 		{"GRANARY_CLUSTER_PORT", "0", "remoting port, 0 = any free port", intSetting(func(c *config) *int { return &c.Cluster.Port }, 0)},
-		{"GRANARY_CLUSTER_PROVIDER", "local", "membership: local (one process) or automanaged (static peers)", func(c *config, v string) error { c.Cluster.Provider = v; return nil }},
+		{"GRANARY_CLUSTER_PROVIDER", "local", "membership: local (one process), automanaged (static peers) or etcd (leased keys in etcd)", func(c *config, v string) error { c.Cluster.Provider = v; return nil }},
 		{"GRANARY_AUTOMANAGED_PORT", "", "automanaged health port of this member", intSetting(func(c *config) *int { return &c.Cluster.AutomanagedPort }, 1)},
 		{"GRANARY_CLUSTER_PEERS", "", "automanaged: every member's host:automanaged-port, comma-separated", func(c *config, v string) error { c.Cluster.Peers = splitList(v); return nil }},
+		{"GRANARY_ETCD_ENDPOINTS", "", "etcd: comma-separated client URLs, http://host:port (TLS is not supported yet)", func(c *config, v string) error {
+			eps, err := parseEtcdEndpoints(v)
+			c.Cluster.EtcdEndpoints = eps
+			return err
+		}},
+		{"GRANARY_ETCD_PREFIX", cluster.DefaultEtcdPrefix, "etcd: base key; members register under <prefix>/<cluster name>/<member id>", func(c *config, v string) error {
+			if !strings.HasPrefix(v, "/") {
+				return errors.New("want a key starting with /")
+			}
+			c.Cluster.EtcdPrefix = v
+			return nil
+		}},
+		{"GRANARY_ETCD_LEASE_TTL", cluster.DefaultEtcdLeaseTTL.String(), "etcd: a member that stops renewing its lease (crashed, cut off from etcd) is dropped this long after, for good (it rejoins by restarting); whole seconds, at least etcd's minimum (2s by default)", func(c *config, v string) error {
+			var d time.Duration
+			if err := parseDur(v, &d); err != nil {
+				return err
+			}
+			if d%time.Second != 0 {
+				return errors.New("want whole seconds such as 3s: etcd leases count seconds")
+			}
+			c.Cluster.EtcdLeaseTTL = d
+			return nil
+		}},
+		{"GRANARY_ETCD_CALL_TIMEOUT", cluster.DefaultEtcdCallTimeout.String(), "etcd: timeout of each request (register, renew, list, leave); below GRANARY_ETCD_LEASE_TTL", durSetting(func(c *config) *time.Duration { return &c.Cluster.EtcdCallTimeout })},
+		{"GRANARY_ETCD_DIAL_TIMEOUT", cluster.DefaultEtcdDialTimeout.String(), "etcd: timeout of connecting at start", durSetting(func(c *config) *time.Duration { return &c.Cluster.EtcdDialTimeout })},
 		{"GRANARY_HEARTBEAT_EXPIRATION", "5s", "a member silent this long is dropped", durSetting(func(c *config) *time.Duration { return &c.Cluster.HeartbeatExpiration })},
 		{"GRANARY_COUNTER_MAX_RESTARTS", "3", "restarts a counter-group child gets within the window before it is stopped", intSetting(func(c *config) *int { return &c.Grains.Supervision.MaxRestarts }, 0)},
 		{"GRANARY_COUNTER_RESTART_WINDOW", "10s", "window of the restart budget", durSetting(func(c *config) *time.Duration { return &c.Grains.Supervision.RestartWindow })},
@@ -254,6 +281,67 @@ func splitList(v string) []string {
 	return out
 }
 
+// parseEtcdEndpoints accepts only http://host:port URLs: the etcd client
+// would take a bare host:port or a path too, and silently misread a typo.
+func parseEtcdEndpoints(v string) ([]string, error) {
+	eps := splitList(v)
+	if len(eps) == 0 {
+		return nil, errors.New("want at least one http://host:port")
+	}
+	for _, e := range eps {
+		u, err := url.Parse(e)
+		if err != nil {
+			return nil, fmt.Errorf("endpoint %q: %w", e, err)
+		}
+		switch {
+		case u.Scheme == "https":
+			return nil, fmt.Errorf("endpoint %q: https needs TLS settings, which Granary does not have yet", e)
+		case u.Scheme != "http":
+			return nil, fmt.Errorf("endpoint %q: want http://host:port", e)
+		case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "":
+			return nil, fmt.Errorf("endpoint %q: want only http://host:port, no credentials, path or query", e)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("endpoint %q: want http://host:port", e)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("endpoint %q: port %q is not 1-65535", e, port)
+		}
+	}
+	return eps, nil
+}
+
+// checkEtcdSettings names the variables where cluster.Config.Validate would
+// name struct fields, and refuses etcd settings the provider would ignore.
+func checkEtcdSettings(c cluster.Config, getenv func(string) string) error {
+	if c.Provider != cluster.ProviderEtcd {
+		for _, name := range []string{"GRANARY_ETCD_ENDPOINTS", "GRANARY_ETCD_PREFIX", "GRANARY_ETCD_LEASE_TTL", "GRANARY_ETCD_CALL_TIMEOUT", "GRANARY_ETCD_DIAL_TIMEOUT"} {
+			if strings.TrimSpace(getenv(name)) != "" {
+				return fmt.Errorf("%s is set but GRANARY_CLUSTER_PROVIDER is %q, not etcd", name, c.Provider)
+			}
+		}
+		return nil
+	}
+	if len(c.EtcdEndpoints) == 0 {
+		return errors.New("GRANARY_CLUSTER_PROVIDER=etcd needs GRANARY_ETCD_ENDPOINTS (such as http://127.0.0.1:2379)")
+	}
+	ttl, call := c.EtcdLeaseTTL, c.EtcdCallTimeout
+	if ttl == 0 {
+		ttl = cluster.DefaultEtcdLeaseTTL
+	}
+	if call == 0 {
+		call = cluster.DefaultEtcdCallTimeout
+	}
+	if call >= ttl {
+		return fmt.Errorf("GRANARY_ETCD_CALL_TIMEOUT %v must be below GRANARY_ETCD_LEASE_TTL %v: a renewal slower than the lease would let it expire", call, ttl)
+	}
+	if strings.Contains(c.Name, "/") {
+		return fmt.Errorf("GRANARY_CLUSTER_NAME %q must not contain / with the etcd provider (it is part of the key)", c.Name)
+	}
+	return nil
+}
+
 func loadConfig(m mode, getenv func(string) string) (config, error) {
 	c := config{
 		HTTPAddr:          "127.0.0.1:8080",
@@ -292,6 +380,9 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 	}
 	if c.RedisURL == "" && m == modeNode {
 		return c, errors.New("GRANARY_REDIS_URL is required for `granary node`; the embedded store is for `granary dev` only")
+	}
+	if err := checkEtcdSettings(c.Cluster, getenv); err != nil {
+		return c, err
 	}
 	if err := c.Cluster.Validate(); err != nil {
 		return c, err

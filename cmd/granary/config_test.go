@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -102,5 +103,73 @@ func TestPprofAddrIsLoopbackOnly(t *testing.T) {
 	}
 	if c, err := loadConfig(modeDev, env(nil)); err != nil || c.PprofAddr != "" {
 		t.Fatalf("pprof is on by default: %q, %v", c.PprofAddr, err)
+	}
+}
+
+// Issue 13: the etcd provider is configured from the environment, and a
+// setting it cannot use is refused at start with the variable's name rather
+// than at the first etcd call.
+func TestEtcdSettings(t *testing.T) {
+	base := func(kv map[string]string) map[string]string {
+		out := map[string]string{"GRANARY_CLUSTER_PROVIDER": "etcd"}
+		for k, v := range kv {
+			out[k] = v
+		}
+		return out
+	}
+	c, err := loadConfig(modeDev, env(base(map[string]string{
+		"GRANARY_ETCD_ENDPOINTS":    " http://127.0.0.1:2379, http://[::1]:2380 ",
+		"GRANARY_ETCD_PREFIX":       "/prod",
+		"GRANARY_ETCD_LEASE_TTL":    "4s",
+		"GRANARY_ETCD_CALL_TIMEOUT": "500ms",
+		"GRANARY_ETCD_DIAL_TIMEOUT": "2s",
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Cluster
+	if cl.Provider != "etcd" || strings.Join(cl.EtcdEndpoints, " ") != "http://127.0.0.1:2379 http://[::1]:2380" ||
+		cl.EtcdPrefix != "/prod" || cl.EtcdLeaseTTL != 4*time.Second || cl.EtcdCallTimeout != 500*time.Millisecond ||
+		cl.EtcdDialTimeout != 2*time.Second {
+		t.Fatalf("etcd settings not applied: %+v", cl)
+	}
+	// Unset durations stay zero: the provider's defaults apply.
+	c, err = loadConfig(modeDev, env(base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://localhost:2379"})))
+	if err != nil || c.Cluster.EtcdLeaseTTL != 0 || c.Cluster.EtcdPrefix != "" {
+		t.Fatalf("defaults: %+v, %v", c.Cluster, err)
+	}
+
+	refused := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"no endpoints", base(nil), "needs GRANARY_ETCD_ENDPOINTS"},
+		{"bare host:port", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "127.0.0.1:2379"}), "GRANARY_ETCD_ENDPOINTS"},
+		{"no port", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1"}), "want http://host:port"},
+		{"bad port", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:99999"}), "not 1-65535"},
+		{"no host", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://:2379"}), "want http://host:port"},
+		{"path", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379/v3"}), "no credentials, path or query"},
+		{"credentials", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://u:p@127.0.0.1:2379"}), "no credentials"},
+		{"https", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "https://127.0.0.1:2379"}), "needs TLS"},
+		{"one bad of two", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379,grpc://127.0.0.1:2380"}), "grpc://"},
+		{"only commas", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": ",,"}), "at least one"},
+		{"relative prefix", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_PREFIX": "granary"}), "GRANARY_ETCD_PREFIX"},
+		{"fractional ttl", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_LEASE_TTL": "2500ms"}), "whole seconds"},
+		{"zero ttl", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_LEASE_TTL": "0s"}), "GRANARY_ETCD_LEASE_TTL"},
+		{"call timeout past ttl", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_LEASE_TTL": "2s", "GRANARY_ETCD_CALL_TIMEOUT": "2s"}), "GRANARY_ETCD_CALL_TIMEOUT 2s must be below GRANARY_ETCD_LEASE_TTL 2s"},
+		{"call timeout past default ttl", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_CALL_TIMEOUT": "5s"}), "below GRANARY_ETCD_LEASE_TTL 3s"},
+		{"bad dial timeout", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_ETCD_DIAL_TIMEOUT": "-1s"}), "GRANARY_ETCD_DIAL_TIMEOUT"},
+		{"slash in cluster name", base(map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379", "GRANARY_CLUSTER_NAME": "a/b"}), "GRANARY_CLUSTER_NAME"},
+		{"endpoints without etcd", map[string]string{"GRANARY_ETCD_ENDPOINTS": "http://127.0.0.1:2379"}, `GRANARY_ETCD_ENDPOINTS is set but GRANARY_CLUSTER_PROVIDER is "local"`},
+		{"ttl with automanaged", map[string]string{"GRANARY_CLUSTER_PROVIDER": "automanaged", "GRANARY_AUTOMANAGED_PORT": "6330", "GRANARY_CLUSTER_PEERS": "127.0.0.1:6330", "GRANARY_ETCD_LEASE_TTL": "3s"}, "GRANARY_ETCD_LEASE_TTL is set"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(modeDev, env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
 	}
 }
