@@ -142,7 +142,7 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 	}
 	sc := saga.Config{
 		GrainConfig:  c,
-		Participants: saga.Participants{Call: m, Services: m.services},
+		Participants: saga.Participants{Call: m, Services: serviceCalls{m.services}},
 		Deadline:     cfg.Saga.Deadline, StepTimeout: cfg.Saga.StepTimeout, MaxDrive: cfg.Saga.MaxDrive,
 		Reminders: scheduler{m.registry.Reminders},
 	}

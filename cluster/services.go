@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	"granary/actors/service"
 	"granary/cluster/balancer"
+	"granary/messages"
 )
 
 // ServiceSource finds service instances through membership: every member
@@ -50,4 +52,16 @@ func startServices(m *Member, cfg GrainsConfig) error {
 		}
 	}
 	return nil
+}
+
+// serviceCalls lets grains call services by name without knowing the
+// balancer (saga.Services).
+type serviceCalls struct{ set *balancer.Set }
+
+func (s serviceCalls) Call(ctx context.Context, service string, req *messages.ServiceRequest, idempotent bool) (*messages.ServiceReply, error) {
+	c, err := s.set.Client(service)
+	if err != nil {
+		return nil, err
+	}
+	return c.Call(ctx, req, idempotent)
 }

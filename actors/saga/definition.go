@@ -7,7 +7,6 @@ import (
 
 	"granary/actors/es"
 	"granary/actors/service"
-	"granary/cluster/balancer"
 	"granary/messages"
 )
 
@@ -43,7 +42,14 @@ type Participants struct {
 	// Call reaches grains (accounts, inventory).
 	Call service.Caller
 	// Services reaches the stateless services (payments).
-	Services *balancer.Set
+	Services Services
+}
+
+// Services calls a stateless service by name through the member's
+// balancing, circuit-breaking client; idempotent lets it retry the call
+// on another instance.
+type Services interface {
+	Call(ctx context.Context, service string, req *messages.ServiceRequest, idempotent bool) (*messages.ServiceReply, error)
 }
 
 // Config is what a saga grain needs from its member.

@@ -66,13 +66,9 @@ func commitOrder(ctx context.Context, p Participants, s *messages.SagaState, cmd
 }
 
 func paymentsCall(ctx context.Context, p Participants, req *messages.ServiceRequest) error {
-	client, err := p.Services.Client(payment.Service)
-	if err != nil {
-		return err
-	}
 	// Charges and refunds are keyed by saga in the payment grain, so the
 	// client may retry them on another instance.
-	reply, err := client.Call(ctx, req, true)
+	reply, err := p.Services.Call(ctx, payment.Service, req, true)
 	if err != nil {
 		return err
 	}
