@@ -311,3 +311,25 @@ func TestSweepFinishesAbandonedSagas(t *testing.T) {
 		t.Fatalf("still open: %+v", open)
 	}
 }
+
+// A saga that finished while its index write failed is closed in the
+// index by the next sweep, instead of being resumed by every sweep.
+func TestSweepClosesTheRecordOfAFinishedSaga(t *testing.T) {
+	e := newEnv(t, testkit.WithGrainsConfig(func(g *cluster.GrainsConfig) { g.Saga.SweepInterval = 0 }))
+	a, b := e.open("SW-A", 100), e.open("SW-B", 0)
+	expect(t, e.transfer("sw-1", a, b, 10), "completed", "", "", "withdraw=completed() deposit=completed() ")
+	// What a failed last index write leaves: the record still says started.
+	old := time.Now().Add(-time.Minute)
+	if err := e.c.Store.PutSaga(context.Background(), persistence.SagaRecord{Kind: saga.TransferKind, ID: "sw-1", Status: "started",
+		StartedAt: old, UpdatedAt: old}); err != nil {
+		t.Fatal(err)
+	}
+	w := saga.Sweeper{Index: e.c.Store, Call: e.m, Interval: time.Hour, Grace: time.Second, Batch: 10, Logger: e.c.Log}
+	w.Sweep(context.Background())
+	if open, _ := e.c.Store.OpenSagas(context.Background(), time.Now(), 10); len(open) != 0 {
+		t.Fatalf("still open after the sweep: %+v", open)
+	}
+	if b := e.balance(b); b != 10 {
+		t.Fatalf("the sweep moved money again: target %d", b)
+	}
+}

@@ -70,6 +70,14 @@ func (w Sweeper) Sweep(ctx context.Context) int {
 				continue
 			}
 			w.Logger.Info("saga sweep resumed a saga", "saga", r.Kind+"/"+r.ID, "status", reply.GetSaga().GetStatus())
+			if s := reply.GetSaga(); Finished(s) {
+				// The index missed the saga's last write (its store call
+				// failed when it finished): close the record, or every
+				// sweep resumes it again.
+				if err := w.Index.PutSaga(ctx, record(s)); err != nil {
+					w.Logger.Warn("saga sweep: closing a finished saga's record failed", "saga", r.Kind+"/"+r.ID, "err", err)
+				}
+			}
 		}
 		resumed++
 	}
