@@ -5,17 +5,17 @@
 //
 // Durability is the server's: with appendonly yes and appendfsync always an
 // acknowledged Append survives a crash; with the defaults it may lose about
-// a second of writes.
+// a second of writes. On Redis Cluster a master acknowledges before its
+// replicas have the write, so a failover can lose acknowledged appends;
+// the Store does not call WAIT.
 package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -94,38 +94,19 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	}, nil
 }
 
-// Open is the persistence.Opener for redis:// and rediss:// URLs (see
-// goredis.ParseURL for their options). Timeouts not set in the URL default
-// to 5s for dialling and 3s for reads and writes. It pings the server
-// before returning and the Store owns the client: Close closes it.
+// Open is the persistence.Opener for redis:// and rediss:// URLs, single
+// server or Redis Cluster (the addr= form; see NewClient, which also sets
+// the timeouts). It pings the server before returning and the Store owns
+// the client: Close closes it.
 func Open(ctx context.Context, cfg persistence.BackendConfig) (persistence.Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.WithDefaults()
-	opt, err := goredis.ParseURL(cfg.URL)
+	client, err := NewClient(cfg.URL)
 	if err != nil {
-		// A *url.Error quotes the URL, password included; go-redis's own
-		// errors name only the offending part.
-		if uerr := (*url.Error)(nil); errors.As(err, &uerr) {
-			err = errors.New("malformed URL")
-		}
 		return nil, fmt.Errorf("redis store: %w: %w", err, persistence.ErrInvalid)
 	}
-	if opt.DialTimeout == 0 {
-		opt.DialTimeout = 5 * time.Second
-	}
-	if opt.ReadTimeout == 0 {
-		opt.ReadTimeout = 3 * time.Second
-	}
-	if opt.WriteTimeout == 0 {
-		opt.WriteTimeout = 3 * time.Second
-	}
-	// Honour the caller's deadline (grains' store timeout, /ready's short
-	// probe): by default go-redis ignores it for reads and writes and
-	// waits ReadTimeout per try, so a frozen server held a call for 6 s+.
-	opt.ContextTimeoutEnabled = true
-	client := goredis.NewClient(opt)
 	s, err := New(client, Options{Partitions: cfg.Partitions, KeyPrefix: cfg.KeyPrefix})
 	if err == nil {
 		err = s.Ping(ctx)
