@@ -7,7 +7,7 @@ PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 PROVIDER  ?= automanaged
 
-.PHONY: chaos run build test test-short bench bench-go generate check-generated vet fmt cluster cluster-stop clean
+.PHONY: help chaos run build test test-short bench bench-go generate check-generated vet fmt cluster cluster-stop clean
 
 run: ## start one member + gateway on the embedded store, print URL and dev token
 	$(GO) run ./cmd/granary dev
@@ -22,6 +22,9 @@ test: ## all tests, with the race detector
 	@# Several members in one process race inside Proto.Actor (see
 	@# testkit.ErrSharedProcessRace); those tests skip under -race and run here.
 	$(GO) test -count=1 -timeout 10m ./cluster/... ./testkit/... ./examples/...
+
+test-short: ## the fast path: go test -short ./... (long real-process tests skip)
+	$(GO) test -short -count=1 ./...
 
 bench: ## Granary vs a hand-written baseline on a real redis-server, same run (BENCH_FLAGS: see bin/bench -h); JSON in bench/results/
 	$(GO) build -o $(BIN) ./cmd/granary
@@ -59,3 +62,6 @@ chaos: ## Jepsen-style run on real processes: faults, then history and journal c
 	$(GO) build -o $(BIN) ./cmd/granary
 	$(GO) build -o bin/chaos ./cmd/chaos
 	CHAOS_DURATION=$(CHAOS_DURATION) CHAOS_CYCLES=$(CHAOS_CYCLES) CHAOS_GRANARY=$(BIN) ./bin/chaos
+
+help: ## list the documented targets (those whose rule line has a double-hash comment)
+	@awk '/^[a-zA-Z][a-zA-Z0-9_-]*:.*## / { t = $$0; sub(/:.*/, "", t); d = $$0; sub(/^[^#]*## /, "", d); printf "  %-16s %s\n", t, d }' $(MAKEFILE_LIST)

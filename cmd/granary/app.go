@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -133,8 +134,11 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("listen on %s: address already in use: another process holds it; set GRANARY_HTTP_ADDR to a free host:port: %w", cfg.HTTPAddr, err)
+	}
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen on %s (GRANARY_HTTP_ADDR): %w", cfg.HTTPAddr, err)
 	}
 	defer ln.Close()
 

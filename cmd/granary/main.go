@@ -4,6 +4,8 @@
 //	granary node   a member configured by GRANARY_* variables
 //	granary token  prints a token signed with GRANARY_JWT_SECRET
 //	granary example-service  a demo upstream that registers with a gateway
+//	granary version  module version, commit and Go version of this binary
+//	granary healthcheck  exits 0 when the gateway's /health answers 200
 //	granary help   lists every setting
 package main
 
@@ -38,13 +40,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "dev":
+		warnUnknownEnv(stderr, os.Environ(), getenv)
 		return start(ctx, modeDev, getenv, stdout, stderr)
 	case "node":
+		warnUnknownEnv(stderr, os.Environ(), getenv)
 		return start(ctx, modeNode, getenv, stdout, stderr)
 	case "token":
 		return issueToken(args[1:], getenv, stdout, stderr)
 	case "example-service":
 		return exampleService(ctx, args[1:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		printVersion(stdout, buildInfo())
+		return nil
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		printUsage(stdout)
 		return nil
