@@ -59,9 +59,16 @@ func (g *Gateway) accountEvents(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	stored, err := g.deps.Store.ReadStream(ctx, g.events.AccountStream(id), after, int(limit))
+	// One more than the page, to tell whether another page follows.
+	stored, err := g.deps.Store.ReadStream(ctx, g.events.AccountStream(id), after, int(limit)+1)
 	if err != nil {
 		return storageFailure(err)
+	}
+	var next *uint64
+	if len(stored) > int(limit) {
+		stored = stored[:limit]
+		v := stored[len(stored)-1].Version
+		next = &v
 	}
 	out := make([]eventJSON, 0, len(stored))
 	for _, e := range stored {
@@ -74,7 +81,7 @@ func (g *Gateway) accountEvents(c echo.Context) error {
 			OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs()).UTC().Format(time.RFC3339Nano),
 		})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"events": out})
+	return c.JSON(http.StatusOK, map[string]any{"events": out, "next_after_version": next})
 }
 
 // accountAtVersion answers "what did the account look like right after

@@ -251,14 +251,17 @@ func (h *harness) events(tok, id string, limit int) []eventBody {
 		}
 		var page struct {
 			Events []eventBody `json:"events"`
+			Next   *uint64     `json:"next_after_version"`
 		}
 		r.decode(h.t, &page)
 		all = append(all, page.Events...)
-		if len(page.Events) > 0 {
-			after = page.Events[len(page.Events)-1].Version
-		}
-		if len(page.Events) < limit {
+		if page.Next == nil {
 			return all
 		}
+		// A next page is announced only after a full one, from its last event.
+		if len(page.Events) != limit || *page.Next != page.Events[len(page.Events)-1].Version {
+			h.t.Fatalf("GET %s: next_after_version %d after %d events", path, *page.Next, len(page.Events))
+		}
+		after = *page.Next
 	}
 }
