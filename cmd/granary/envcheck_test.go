@@ -97,16 +97,22 @@ func TestEnvWarningIsLogged(t *testing.T) {
 }
 
 // The port hint lives in start, but it is what a typo in GRANARY_HTTP_ADDR
-// (or a second member on the same port) ends in, so it is tested here.
+// (or a second member on the same port) ends in, so it is tested here, with
+// the warning granary dev prints first.
 func TestEnvPortInUseNamesGranaryHTTPAddr(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	t.Setenv("GRANARY_HTTP_ADR", "127.0.0.1:1")
+	getenv := env(map[string]string{"GRANARY_HTTP_ADDR": ln.Addr().String(), "GRANARY_HTTP_ADR": "127.0.0.1:1"})
 	var stdout, stderr bytes.Buffer
-	err = run(context.Background(), []string{"dev"}, env(map[string]string{"GRANARY_HTTP_ADDR": ln.Addr().String()}), &stdout, &stderr)
+	err = run(context.Background(), []string{"dev"}, getenv, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "address already in use: another process holds it; set GRANARY_HTTP_ADDR") {
 		t.Fatalf("got %v, want the GRANARY_HTTP_ADDR hint", err)
+	}
+	if !strings.Contains(stderr.String(), "did you mean GRANARY_HTTP_ADDR?") {
+		t.Fatalf("no warning about GRANARY_HTTP_ADR in stderr:\n%s", stderr.String())
 	}
 }
