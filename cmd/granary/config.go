@@ -402,6 +402,8 @@ Usage:
                  GRANARY_JWT_SECRET
   granary example-service -name N -port P [-gateway URL] [-ttl 10] [-id I] [-metadata k=v]:
                  a demo upstream that registers itself (and heartbeats) with a gateway
+  granary version      module version, commit and Go version
+  granary healthcheck  [-url http://127.0.0.1:8080/health]: exit 0 when the gateway answers 200
   granary help   this text
 
 Settings (environment variables; defaults for node, dev differences noted):
