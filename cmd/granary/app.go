@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -273,25 +272,19 @@ func randomSecret() string {
 }
 
 // openEdgeRedis connects to the store's Redis for what the gateways share
-// (rate-limit budgets, idempotency records); nil when the store is not
-// Redis. Timeouts as the store's (redis.Open).
+// (rate-limit budgets, idempotency records, the registry's view and
+// timers); nil when the store is not Redis. The client is the store's kind
+// (a ClusterClient for the addr= cluster form) with the store's timeouts,
+// and callers' deadlines bound each call (redis.NewClient).
 func openEdgeRedis(storeURL string) (goredis.UniversalClient, error) {
 	if u, err := url.Parse(storeURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
 		return nil, nil
 	}
-	opt, err := goredis.ParseURL(storeURL)
+	client, err := redis.NewClient(storeURL)
 	if err != nil {
-		// The error may quote the URL, password included.
-		return nil, errors.New("gateway Redis: malformed URL")
+		return nil, fmt.Errorf("gateway Redis: %w", err)
 	}
-	opt.DialTimeout = cmp.Or(opt.DialTimeout, 5*time.Second)
-	opt.ReadTimeout = cmp.Or(opt.ReadTimeout, 3*time.Second)
-	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 3*time.Second)
-	// Callers' deadlines (idempotency, rate limits) must bound each call:
-	// without this go-redis waits out ReadTimeout per try whatever the
-	// context says, which turned a frozen Redis into 6 s waits.
-	opt.ContextTimeoutEnabled = true
-	return goredis.NewClient(opt), nil
+	return client, nil
 }
 
 // redactURL hides a password in a Redis URL before it is printed.

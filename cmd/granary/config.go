@@ -20,6 +20,7 @@ import (
 	"granary/http/gateway"
 	"granary/http/ratelimit"
 	"granary/persistence"
+	"granary/persistence/redis"
 )
 
 type mode int
@@ -48,6 +49,8 @@ type config struct {
 	DrainTimeout       time.Duration // bound on requests in flight finishing at shutdown
 	PprofAddr          string        // loopback host:port serving net/http/pprof; "" = off
 	secretWasGenerated bool
+	// warnings are settings accepted but likely mistaken, for the log.
+	warnings []string
 }
 
 // setting documents one variable; help prints the table.
@@ -63,7 +66,7 @@ func settings(m mode) []setting {
 	}
 	return []setting{
 		{"GRANARY_HTTP_ADDR", "127.0.0.1:8080", "gateway listen address", func(c *config, v string) error { c.HTTPAddr = v; return nil }},
-		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for the journal, snapshots, read models, saga index, idempotency records and rate limits (redis://host:port/db)", func(c *config, v string) error { c.RedisURL = v; return nil }},
+		{"GRANARY_REDIS_URL", "embedded (dev only)", "Redis for the journal, snapshots, read models, saga index, idempotency records and rate limits (redis://host:port/db; Redis Cluster: redis://h1:p1?addr=h2:p2&addr=h3:p3)", func(c *config, v string) error { c.RedisURL = v; return nil }},
 		{"GRANARY_JWT_SECRET", "generated in dev", "HS256 secret, at least 32 bytes", func(c *config, v string) error { c.JWTSecret = []byte(v); return nil }},
 		{"GRANARY_RATE_LIMIT", rateDef, "requests per minute per client (token subject, else address), shared by all gateways through Redis; 0 = off", intSetting(func(c *config) *int { return &c.RateLimit }, 0)},
 		{"GRANARY_TRUSTED_PROXIES", "", "comma-separated CIDRs (or addresses) whose X-Forwarded-For is believed", func(c *config, v string) error {
@@ -86,7 +89,7 @@ func settings(m mode) []setting {
 			return nil
 		}},
 		{"GRANARY_ADMIN_PASSWORD", "", "creates user admin once", func(c *config, v string) error { c.AdminPassword = v; return nil }},
-		{"GRANARY_JOURNAL_PARTITIONS", "1", "journal partitions (fixed for the life of the data)", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
+		{"GRANARY_JOURNAL_PARTITIONS", "1; " + strconv.Itoa(clusterPartitions) + " when GRANARY_REDIS_URL is a Redis Cluster URL", "journal partitions, fixed for the life of the data (a stream's partition is a hash of its name mod this count); on Redis Cluster each partition is one hash slot, so more partitions spread the journal over more masters", intSetting(func(c *config) *int { return &c.JournalPartitions }, 1)},
 		{"GRANARY_KEY_PREFIX", "granary", "prefix of every Redis key, so deployments can share a server", func(c *config, v string) error { c.KeyPrefix, c.Gateway.KeyPrefix = v, v; return nil }},
 		{"GRANARY_SNAPSHOT_EVERY", "100", "account snapshot every N events", func(c *config, v string) error {
 			n, err := strconv.ParseUint(v, 10, 64)
@@ -342,6 +345,12 @@ func checkEtcdSettings(c cluster.Config, getenv func(string) string) error {
 	return nil
 }
 
+// clusterPartitions is the journal partition default on a Redis Cluster:
+// enough hash slots to reach every master of a small cluster (16 reach
+// all three masters of an evenly split one) at little cost in partition
+// readers.
+const clusterPartitions = 16
+
 func loadConfig(m mode, getenv func(string) string) (config, error) {
 	c := config{
 		HTTPAddr:          "127.0.0.1:8080",
@@ -369,6 +378,13 @@ func loadConfig(m mode, getenv func(string) string) (config, error) {
 		return c, err
 	}
 	c.Gateway.RateLimit = c.RateLimit
+	if redis.IsClusterURL(c.RedisURL) {
+		if strings.TrimSpace(getenv("GRANARY_JOURNAL_PARTITIONS")) == "" {
+			c.JournalPartitions = clusterPartitions
+		} else if c.JournalPartitions == 1 {
+			c.warnings = append(c.warnings, "GRANARY_JOURNAL_PARTITIONS=1 on a Redis Cluster puts the whole journal on one hash slot, hence one master; the count cannot change once data is written")
+		}
+	}
 	switch {
 	case len(c.JWTSecret) == 0 && m == modeNode:
 		return c, errors.New("GRANARY_JWT_SECRET is required (at least 32 bytes); only `granary dev` makes one up")

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 func env(kv map[string]string) func(string) string { return func(k string) string { return kv[k] } }
@@ -171,5 +173,63 @@ func TestEtcdSettings(t *testing.T) {
 				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A Redis Cluster URL raises the partition default so that the journal
+// reaches every master; an explicit count is kept, 1 with a warning.
+func TestJournalPartitionsDefault(t *testing.T) {
+	const single, clustered = "redis://127.0.0.1:6379/0", "redis://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002"
+	for _, tc := range []struct {
+		name, url, partitions string
+		want                  int
+		warns                 bool
+	}{
+		{"single server", single, "", 1, false},
+		{"single server, explicit", single, "8", 8, false},
+		{"cluster", clustered, "", clusterPartitions, false},
+		{"cluster, explicit", clustered, "32", 32, false},
+		{"cluster, explicit 1", clustered, "1", 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadConfig(modeNode, env(map[string]string{"GRANARY_JWT_SECRET": goodSecret,
+				"GRANARY_REDIS_URL": tc.url, "GRANARY_JOURNAL_PARTITIONS": tc.partitions}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.JournalPartitions != tc.want {
+				t.Errorf("JournalPartitions = %d, want %d", c.JournalPartitions, tc.want)
+			}
+			if got := len(c.warnings) > 0; got != tc.warns {
+				t.Errorf("warnings %q, want some: %v", c.warnings, tc.warns)
+			}
+		})
+	}
+}
+
+// The gateways' client is of the store's kind: a cluster client for the
+// cluster URL form, with callers' deadlines honoured either way.
+func TestOpenEdgeRedisFollowsTheURL(t *testing.T) {
+	c, err := openEdgeRedis("redis://127.0.0.1:7000?addr=127.0.0.1:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if cc, ok := c.(*goredis.ClusterClient); !ok || !cc.Options().ContextTimeoutEnabled {
+		t.Fatalf("cluster URL: %T, want a *goredis.ClusterClient honouring deadlines", c)
+	}
+	c, err = openEdgeRedis("redis://127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if sc, ok := c.(*goredis.Client); !ok || !sc.Options().ContextTimeoutEnabled {
+		t.Fatalf("single-server URL: %T, want a *goredis.Client honouring deadlines", c)
+	}
+	if c, err := openEdgeRedis("memory://"); c != nil || err != nil {
+		t.Fatalf("memory URL: %v, %v; want no client", c, err)
+	}
+	if _, err := openEdgeRedis("redis://:secret@127.0.0.1:1/2?addr=127.0.0.1:2"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("cluster URL with a database: %v, want an error not quoting the password", err)
 	}
 }
