@@ -88,6 +88,9 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	for _, w := range cfg.warnings {
+		log.Warn(w)
+	}
 	if cfg.PprofAddr != "" {
 		// First up, last down: a profile can cover start-up and shutdown.
 		stopPprof, addr, err := startPprof(cfg.PprofAddr, log)
