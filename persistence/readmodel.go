@@ -84,6 +84,16 @@ type ReadModels interface {
 	// a missing one is nil. At most MaxDocBatch keys.
 	ReadDocs(ctx context.Context, ref ReadModelRef, keys []string) ([][]byte, error)
 
+	// ListDocs returns, in byte order of their keys, at most limit
+	// (1..MaxDocBatch) documents of ref whose key starts with prefix and
+	// sorts strictly after after (a whole key, typically the last one a
+	// previous call returned; "" starts at the first). Documents written
+	// by ApplyReadModel are listed from the moment it returns; a retired
+	// generation lists what DeleteGeneration has not removed yet. Fewer
+	// than limit means no more follow, unless documents were deleted
+	// during the call (they are left out).
+	ListDocs(ctx context.Context, ref ReadModelRef, prefix, after string, limit int) (keys []string, docs [][]byte, err error)
+
 	// ProjectionMeta returns the projection's generations; a projection
 	// never seen has Current 1 and nothing else.
 	ProjectionMeta(ctx context.Context, projection string) (ProjectionMeta, error)
@@ -188,6 +198,17 @@ func CheckDocWrites(expected, next uint64, docs []DocWrite) error {
 		if err := CheckDocKey(d.Key); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckListDocs validates a ListDocs call's arguments (besides its ref).
+func CheckListDocs(prefix, after string, limit int) error {
+	switch {
+	case limit < 1 || limit > MaxDocBatch:
+		return fmt.Errorf("list limit %d outside 1..%d: %w", limit, MaxDocBatch, ErrInvalid)
+	case len(prefix) > MaxDocKey || len(after) > MaxDocKey:
+		return fmt.Errorf("list prefix of %d bytes or after of %d bytes, at most %d: %w", len(prefix), len(after), MaxDocKey, ErrInvalid)
 	}
 	return nil
 }

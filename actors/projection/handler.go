@@ -50,8 +50,9 @@ func handlerFor(name string) Handler {
 	return nil
 }
 
-// AccountSummary keeps a Summary per account, keyed by account id, from
-// the events of the account streams; other streams' events are skipped.
+// AccountSummary keeps a Summary per account, keyed by account id, and an
+// owner index document per account (OwnerIndexPrefix), from the events of
+// the account streams; other streams' events are skipped.
 type AccountSummary struct{}
 
 var _ Handler = AccountSummary{}
@@ -69,10 +70,23 @@ func accountOf(stream string) (string, bool) {
 func (AccountSummary) Keys(events []persistence.Event) []string {
 	var keys []string
 	seen := make(map[string]bool, len(events))
+	add := func(k string) {
+		if k != "" && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
 	for _, e := range events {
-		if id, ok := accountOf(e.Stream); ok && !seen[id] {
-			seen[id] = true
-			keys = append(keys, id)
+		id, ok := accountOf(e.Stream)
+		if !ok {
+			continue
+		}
+		add(id)
+		if e.Type == account.TypeAccountOpened {
+			// An event that does not decode adds nothing: Fold refuses it.
+			if ev, err := account.DecodeEvent(e); err == nil {
+				add(ownerIndexKey(ev.GetOpened().GetOwner(), id))
+			}
 		}
 	}
 	return keys
@@ -82,7 +96,7 @@ func (AccountSummary) Keys(events []persistence.Event) []string {
 func (AccountSummary) Fold(docs map[string][]byte, events []persistence.Event) ([]persistence.DocWrite, error) {
 	sums := make(map[string]Summary, len(docs))
 	for id, data := range docs {
-		if data == nil {
+		if data == nil || isIndexKey(id) {
 			continue
 		}
 		s, err := decodeSummary(id, data)
@@ -93,6 +107,7 @@ func (AccountSummary) Fold(docs map[string][]byte, events []persistence.Event) (
 	}
 	var changed []string // in first-change order, so writes are deterministic
 	isChanged := make(map[string]bool, len(docs))
+	var index []persistence.DocWrite
 	for _, e := range events {
 		id, ok := accountOf(e.Stream)
 		if !ok {
@@ -111,6 +126,11 @@ func (AccountSummary) Fold(docs map[string][]byte, events []persistence.Event) (
 			return nil, fmt.Errorf("fold %s@%d (partition %d position %d): %w", e.Stream, e.Version, e.Partition, e.Position, err)
 		}
 		if after.Version != before.Version {
+			if o := ev.GetOpened(); o != nil {
+				if k := ownerIndexKey(o.GetOwner(), id); k != "" {
+					index = append(index, persistence.DocWrite{Key: k, Data: []byte(id)})
+				}
+			}
 			if !isChanged[id] {
 				isChanged[id] = true
 				changed = append(changed, id)
@@ -118,7 +138,7 @@ func (AccountSummary) Fold(docs map[string][]byte, events []persistence.Event) (
 			sums[id] = after
 		}
 	}
-	writes := make([]persistence.DocWrite, 0, len(changed))
+	writes := make([]persistence.DocWrite, 0, len(changed)+len(index))
 	for _, id := range changed {
 		data, err := encodeSummary(sums[id])
 		if err != nil {
@@ -126,5 +146,5 @@ func (AccountSummary) Fold(docs map[string][]byte, events []persistence.Event) (
 		}
 		writes = append(writes, persistence.DocWrite{Key: id, Data: data})
 	}
-	return writes, nil
+	return append(writes, index...), nil
 }

@@ -1,8 +1,12 @@
 package projection
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"granary/messages"
@@ -28,6 +32,47 @@ type Summary struct {
 	// Version is the last account version folded in.
 	Version uint64 `json:"version"`
 }
+
+// The AccountSummary documents of a partition are of two kinds: a summary
+// keyed by its account id, and an owner index document keyed
+// owner/<owner>/<account id> whose data is the account id, written once
+// when the account is opened (its owner never changes), so the accounts of
+// one owner can be listed in key order without reading everyone's.
+const (
+	// SummaryKeyPrefix starts every summary key: account ids do
+	// (account.IDFor).
+	SummaryKeyPrefix = "acc_"
+	ownerIndexRoot   = "owner/"
+	// maxOwnerSegment is the longest owner kept readable in an index key;
+	// a longer one is hashed, so every index key fits persistence.MaxDocKey.
+	maxOwnerSegment = 128
+)
+
+// OwnerIndexPrefix starts the owner index keys of owner's accounts. The
+// owner is escaped so that it holds no '/' and no owner's prefix starts
+// another's; an owner too long for a key becomes "#" and its SHA-256 (a
+// '#' never survives escaping, so the two forms cannot meet).
+func OwnerIndexPrefix(owner string) string {
+	seg := url.PathEscape(owner)
+	if len(seg) > maxOwnerSegment {
+		sum := sha256.Sum256([]byte(owner))
+		seg = "#" + hex.EncodeToString(sum[:])
+	}
+	return ownerIndexRoot + seg + "/"
+}
+
+// ownerIndexKey is the owner index key of account id, or "" when the id
+// is too long for one (no gateway-made id is).
+func ownerIndexKey(owner, id string) string {
+	k := OwnerIndexPrefix(owner) + id
+	if len(k) > persistence.MaxDocKey {
+		return ""
+	}
+	return k
+}
+
+// isIndexKey tells owner index documents from summaries.
+func isIndexKey(key string) bool { return strings.HasPrefix(key, ownerIndexRoot) }
 
 // GapError reports an event that does not follow the summary's version:
 // an event is missing from what the projection read, which must never be
@@ -108,6 +153,10 @@ func encodeSummary(s Summary) ([]byte, error) {
 		Version: s.Version,
 	})
 }
+
+// DecodeSummary reads a stored summary document of key (its account id),
+// as ListDocs returns them; damage is persistence.ErrCorrupt.
+func DecodeSummary(key string, data []byte) (Summary, error) { return decodeSummary(key, data) }
 
 // decodeSummary reads a stored summary; damage is persistence.ErrCorrupt.
 func decodeSummary(key string, data []byte) (Summary, error) {

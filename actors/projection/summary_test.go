@@ -1,9 +1,12 @@
 package projection_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,11 +158,11 @@ func TestFoldSkipsOtherStreamsAndRefusesCorruptEvents(t *testing.T) {
 	evs, _ := decideAll([]*messages.AccountRequest{openReq("A", 10)}, "a")
 	batch := append([]persistence.Event{{Stream: "counter-x", Version: 1, Type: "Incremented", Data: []byte{1}},
 		{Stream: "account-", Version: 1, Type: "junk"}}, journalEvents(t, "a", evs, 1)...)
-	if keys := h.Keys(batch); len(keys) != 1 || keys[0] != "a" {
-		t.Fatalf("Keys = %q, want [a]", keys)
+	if keys := h.Keys(batch); len(keys) != 2 || keys[0] != "a" || keys[1] != "owner/alice/a" {
+		t.Fatalf("Keys = %q, want [a owner/alice/a]", keys)
 	}
-	writes, err := h.Fold(map[string][]byte{"a": nil}, batch)
-	if err != nil || len(writes) != 1 || writes[0].Key != "a" {
+	writes, err := h.Fold(map[string][]byte{"a": nil, "owner/alice/a": nil}, batch)
+	if err != nil || len(writes) != 2 || writes[0].Key != "a" || writes[1].Key != "owner/alice/a" {
 		t.Fatalf("Fold = %+v, %v", writes, err)
 	}
 	bad := journalEvents(t, "a", evs, 1)
@@ -271,4 +274,151 @@ func TestSummaryIsAFoldOfTheEvents(t *testing.T) {
 			t.Fatalf("round %d: deposits - withdrawals != balance: %+v", round, got)
 		}
 	}
+}
+
+func openBy(owner, number string) *messages.AccountRequest {
+	r := openReq(number, 5)
+	r.Caller = &messages.Caller{Subject: owner}
+	return r
+}
+
+// The owner index: one document per account, written when it is opened,
+// naming the account; the summaries next to it stay readable.
+func TestOwnerIndex(t *testing.T) {
+	h := projection.AccountSummary{}
+	var batch []persistence.Event
+	for _, a := range []struct{ owner, id string }{{"alice", "acc_1"}, {"bob", "acc_2"}, {"a/b", "acc_3"}, {"alice", "acc_4"}} {
+		evs, _ := decideAll([]*messages.AccountRequest{openBy(a.owner, a.id), depositReq(1)}, a.id)
+		batch = append(batch, journalEvents(t, a.id, evs, 1)...)
+	}
+	keys := h.Keys(batch)
+	wantKeys := []string{"acc_1", "owner/alice/acc_1", "acc_2", "owner/bob/acc_2", "acc_3", "owner/a%2Fb/acc_3", "acc_4", "owner/alice/acc_4"}
+	if fmt.Sprint(keys) != fmt.Sprint(wantKeys) {
+		t.Fatalf("Keys = %q\nwant %q", keys, wantKeys)
+	}
+	docs := map[string][]byte{}
+	for _, k := range keys {
+		docs[k] = nil
+	}
+	writes, err := h.Fold(docs, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range writes {
+		docs[w.Key] = w.Data
+	}
+	for _, k := range wantKeys {
+		if docs[k] == nil {
+			t.Fatalf("no document %s after Fold", k)
+		}
+	}
+	if string(docs["owner/alice/acc_4"]) != "acc_4" || string(docs["owner/a%2Fb/acc_3"]) != "acc_3" {
+		t.Fatalf("index documents %q, %q", docs["owner/alice/acc_4"], docs["owner/a%2Fb/acc_3"])
+	}
+	for _, k := range wantKeys {
+		if strings.HasPrefix(k, projection.OwnerIndexPrefix("a")) {
+			t.Fatalf("%s is under owner a's prefix", k)
+		}
+		if strings.HasPrefix(k, "acc_") != !strings.HasPrefix(k, "owner/") {
+			t.Fatalf("%s is neither a summary nor an index key", k)
+		}
+	}
+
+	// Later events of an opened account, and a replay of its opening,
+	// touch only its summary: the index document is written once.
+	more := journalEvents(t, "acc_1", mustEvents(t, "acc_1", openBy("alice", "acc_1"), depositReq(1), depositReq(2)), 1)
+	writes, err = h.Fold(docsFor(h, docs, more), more)
+	if err != nil || len(writes) != 1 || writes[0].Key != "acc_1" {
+		t.Fatalf("Fold of a replay and a deposit = %+v, %v; want the summary only", writes, err)
+	}
+	if s := decodeDoc(t, "acc_1", writes[0].Data); s.Version != 3 {
+		t.Fatalf("summary at version %d, want 3", s.Version)
+	}
+}
+
+// An owner too long to keep readable is hashed into a key that fits.
+func TestOwnerIndexPrefixBounds(t *testing.T) {
+	long := strings.Repeat("x/", 400)
+	p := projection.OwnerIndexPrefix(long)
+	if !strings.HasPrefix(p, "owner/#") || len(p)+len("acc_")+24 > persistence.MaxDocKey {
+		t.Fatalf("prefix of a long owner %q (%d bytes)", p, len(p))
+	}
+	if p == projection.OwnerIndexPrefix(long+"x") {
+		t.Fatal("two long owners share a prefix")
+	}
+	if projection.OwnerIndexPrefix("#abc") == "owner/#abc/" {
+		t.Fatal("an owner starting with # is not escaped")
+	}
+	if got := projection.OwnerIndexPrefix("alice"); got != "owner/alice/" {
+		t.Fatalf("OwnerIndexPrefix(alice) = %q", got)
+	}
+}
+
+func mustEvents(t *testing.T, id string, reqs ...*messages.AccountRequest) []*messages.AccountEvent {
+	t.Helper()
+	evs, _ := decideAll(reqs, id)
+	if len(evs) != len(reqs) {
+		t.Fatalf("%d of %d requests became events", len(evs), len(reqs))
+	}
+	return evs
+}
+
+// docsFor is what the driver hands Fold: the current document of every
+// key Keys lists.
+func docsFor(h projection.Handler, all map[string][]byte, events []persistence.Event) map[string][]byte {
+	docs := map[string][]byte{}
+	for _, k := range h.Keys(events) {
+		docs[k] = all[k]
+	}
+	return docs
+}
+
+// Driven over a store, the owner index lists exactly each owner's
+// accounts, from the partition that holds their summaries.
+func TestOwnerIndexThroughTheDriver(t *testing.T) {
+	backends(t, 4, func(t *testing.T, s persistence.Store) {
+		l := newLedger()
+		writeAccounts(t, s, l, rand.New(rand.NewPCG(5, 6)), "acc_a", 12) // alice's
+		var bobs []string
+		for i := range 5 {
+			id := fmt.Sprint("acc_b", i)
+			l.appendEvents(t, s, id, mustEvents(t, id, openBy("bob", id)))
+			bobs = append(bobs, id)
+		}
+		d := projection.NewDriver(projection.AccountSummary{}, driverConfig(t, s, newClock().Now))
+		stepUntilIdle(t, d)
+
+		indexed := func(owner string) []string {
+			var ids []string
+			for p := range s.Partitions() {
+				ref := persistence.ReadModelRef{Projection: projection.AccountSummaryName, Generation: 1, Partition: p}
+				keys, docs, err := s.ListDocs(context.Background(), ref, projection.OwnerIndexPrefix(owner), "", persistence.MaxDocBatch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, k := range keys {
+					id := string(docs[i])
+					if k != projection.OwnerIndexPrefix(owner)+id || s.PartitionOf(account.StreamFor(id)) != p {
+						t.Fatalf("index document %s -> %s in partition %d", k, id, p)
+					}
+					ids = append(ids, id)
+				}
+			}
+			slices.Sort(ids)
+			return ids
+		}
+		var alices []string
+		for _, id := range l.ids() {
+			if !slices.Contains(bobs, id) {
+				alices = append(alices, id)
+			}
+		}
+		slices.Sort(alices)
+		if got := indexed("bob"); !slices.Equal(got, bobs) {
+			t.Fatalf("bob's index %q, want %q", got, bobs)
+		}
+		if got := indexed("alice"); !slices.Equal(got, alices) {
+			t.Fatalf("alice's index %q, want %q", got, alices)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,8 @@ func readModelCases() []suiteCase {
 		{"ReadModelCompareAndSet", 1, testReadModelCAS},
 		{"ReadModelGenerations", 2, testReadModelGenerations},
 		{"ReadModelDeleteBounded", 1, testReadModelDeleteBounded},
+		{"ReadModelListDocs", 2, testReadModelListDocs},
+		{"ReadModelListDocsRetired", 1, testReadModelListDocsRetired},
 	}
 }
 
@@ -410,5 +413,160 @@ func testReadModelDeleteBounded(t *testing.T, s persistence.Store) {
 		if done {
 			break
 		}
+	}
+}
+
+func mustList(t *testing.T, s persistence.Store, ref persistence.ReadModelRef, prefix, after string, limit int) ([]string, [][]byte) {
+	t.Helper()
+	keys, docs, err := s.ListDocs(ctx(t), ref, prefix, after, limit)
+	if err != nil {
+		t.Fatalf("ListDocs(%s, %q, %q, %d): %v", ref, prefix, after, limit, err)
+	}
+	if len(keys) != len(docs) {
+		t.Fatalf("ListDocs(%s) returned %d keys and %d documents", ref, len(keys), len(docs))
+	}
+	return keys, docs
+}
+
+// listAll pages through ListDocs limit at a time, as a reader with a
+// cursor does, and returns every key.
+func listAll(t *testing.T, s persistence.Store, ref persistence.ReadModelRef, prefix string, limit int) []string {
+	t.Helper()
+	var all []string
+	after := ""
+	for calls := 0; ; calls++ {
+		if calls > 100 {
+			t.Fatalf("ListDocs(%s, %q) did not end after %d pages", ref, prefix, calls)
+		}
+		keys, _ := mustList(t, s, ref, prefix, after, limit)
+		if len(keys) > limit {
+			t.Fatalf("ListDocs limit %d returned %d keys", limit, len(keys))
+		}
+		all = append(all, keys...)
+		if len(keys) < limit {
+			return all
+		}
+		after = keys[len(keys)-1]
+	}
+}
+
+func testReadModelListDocs(t *testing.T, s persistence.Store) {
+	ref := rmRef(1, 1)
+	if keys, _ := mustList(t, s, ref, "", "", 10); len(keys) != 0 {
+		t.Fatalf("fresh read model lists %q", keys)
+	}
+	hi := "a\xff"
+	mustApply(t, s, ref, 0, 1, set("b/2", "B2"), set("a/1", "A1"), set("b/1", "B1"), set("b", "B"),
+		set("b/10", "B10"), set("c", "C"), set(hi, "HI"), set(hi+"\xff\x01", "HI2"), set("a", ""))
+	// Another partition, generation and projection are not listed.
+	mustApply(t, s, rmRef(1, 0), 0, 1, set("b/3", "other partition"))
+	mustApply(t, s, rmRef(2, 1), 0, 1, set("b/4", "other generation"))
+	mustApply(t, s, persistence.ReadModelRef{Projection: "other", Generation: 1, Partition: 1}, 0, 1, set("b/5", "other projection"))
+
+	keys, docs := mustList(t, s, ref, "", "", 100)
+	want := []string{"a", "a/1", hi, hi + "\xff\x01", "b", "b/1", "b/10", "b/2", "c"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("all keys %q, want %q in byte order", keys, want)
+	}
+	wantDocs(t, docs, "<empty>", "A1", "HI", "HI2", "B", "B1", "B10", "B2", "C")
+
+	for _, c := range []struct {
+		prefix, after string
+		limit         int
+		want          []string
+	}{
+		{"b/", "", 100, []string{"b/1", "b/10", "b/2"}},
+		{"b/", "", 2, []string{"b/1", "b/10"}},
+		{"b/", "b/10", 2, []string{"b/2"}},
+		{"b/", "b/2", 2, nil},
+		{"b/", "a", 1, []string{"b/1"}}, // after below the prefix: from its start
+		{"b/", "c", 10, nil},            // after beyond it: nothing
+		{"b", "", 10, []string{"b", "b/1", "b/10", "b/2"}},
+		{"b", "b", 10, []string{"b/1", "b/10", "b/2"}}, // strictly after
+		{"a\xff", "", 10, []string{hi, hi + "\xff\x01"}},
+		{"\xff", "", 10, nil},
+		{"", "b/2", 10, []string{"c"}},
+		{"", "c", 10, nil},
+		{"z", "", 10, nil},
+	} {
+		keys, _ := mustList(t, s, ref, c.prefix, c.after, c.limit)
+		if !slices.Equal(keys, c.want) {
+			t.Errorf("ListDocs(%q, after %q, limit %d) = %q, want %q", c.prefix, c.after, c.limit, keys, c.want)
+		}
+	}
+	if got := listAll(t, s, ref, "", 2); !slices.Equal(got, want) {
+		t.Fatalf("paging by 2: %q, want %q", got, want)
+	}
+
+	// Updates keep one entry; deletes leave the list in the same batch.
+	mustApply(t, s, ref, 1, 2, set("b/1", "B1'"), persistence.DocWrite{Key: "b/10", Delete: true},
+		persistence.DocWrite{Key: "never", Delete: true})
+	keys, docs = mustList(t, s, ref, "b/", "", 10)
+	if !slices.Equal(keys, []string{"b/1", "b/2"}) {
+		t.Fatalf("after update and delete: %q", keys)
+	}
+	wantDocs(t, docs, "B1'", "B2")
+
+	// Many documents page exactly once each.
+	many := make([]persistence.DocWrite, 300)
+	for i := range many {
+		many[i] = set(fmt.Sprintf("m/%04d", i), "x")
+	}
+	mustApply(t, s, ref, 2, 3, many...)
+	got := listAll(t, s, ref, "m/", 7)
+	if len(got) != len(many) {
+		t.Fatalf("paged %d keys of %d", len(got), len(many))
+	}
+	for i, k := range got {
+		if k != many[i].Key {
+			t.Fatalf("key %d is %q, want %q", i, k, many[i].Key)
+		}
+	}
+
+	for name, call := range map[string]func() error{
+		"limit 0":   func() error { _, _, err := s.ListDocs(ctx(t), ref, "", "", 0); return err },
+		"limit big": func() error { _, _, err := s.ListDocs(ctx(t), ref, "", "", persistence.MaxDocBatch+1); return err },
+		"long prefix": func() error {
+			_, _, err := s.ListDocs(ctx(t), ref, strings.Repeat("p", persistence.MaxDocKey+1), "", 1)
+			return err
+		},
+		"long after": func() error {
+			_, _, err := s.ListDocs(ctx(t), ref, "", strings.Repeat("p", persistence.MaxDocKey+1), 1)
+			return err
+		},
+		"bad ref": func() error { _, _, err := s.ListDocs(ctx(t), rmRef(1, 2), "", "", 1); return err },
+	} {
+		if err := call(); !errors.Is(err, persistence.ErrInvalid) {
+			t.Errorf("ListDocs %s: %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+// testReadModelListDocsRetired: deleting a generation takes its documents
+// off the list too.
+func testReadModelListDocsRetired(t *testing.T, s persistence.Store) {
+	ref := rmRef(1, 0)
+	docs := make([]persistence.DocWrite, 30)
+	for i := range docs {
+		docs[i] = set(fmt.Sprintf("d%02d", i), "x")
+	}
+	mustApply(t, s, ref, 0, 1, docs...)
+	if got := listAll(t, s, ref, "d", 50); len(got) != len(docs) {
+		t.Fatalf("listed %d of %d", len(got), len(docs))
+	}
+	done, err := s.DeleteGeneration(ctx(t), ref, 10)
+	if err != nil || done {
+		t.Fatalf("first DeleteGeneration: %v, %v", done, err)
+	}
+	if got := listAll(t, s, ref, "", 50); len(got) != len(docs)-10 {
+		t.Fatalf("after deleting 10: %d listed, want %d", len(got), len(docs)-10)
+	}
+	for !done {
+		if done, err = s.DeleteGeneration(ctx(t), ref, 10); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if keys, _ := mustList(t, s, ref, "", "", 50); len(keys) != 0 {
+		t.Fatalf("retired and deleted generation lists %q", keys)
 	}
 }

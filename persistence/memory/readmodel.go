@@ -3,6 +3,8 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"granary/persistence"
@@ -124,6 +126,43 @@ func (s *Store) ReadDocs(ctx context.Context, ref persistence.ReadModelRef, keys
 		}
 	}
 	return out, nil
+}
+
+// ListDocs implements persistence.ReadModels. It sorts the partition's
+// matching keys on every call: the twin trades speed for having no second
+// structure to keep in step with docs.
+func (s *Store) ListDocs(ctx context.Context, ref persistence.ReadModelRef, prefix, after string, limit int) ([]string, [][]byte, error) {
+	fail := func(err error) ([]string, [][]byte, error) {
+		return nil, nil, fmt.Errorf("list documents of %s with prefix %q after %q: %w", ref, prefix, after, err)
+	}
+	if err := persistence.CheckReadModelRef(ref, s.partitions); err != nil {
+		return fail(err)
+	}
+	if err := persistence.CheckListDocs(prefix, after, limit); err != nil {
+		return fail(err)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.open(ctx); err != nil {
+		return fail(err)
+	}
+	p := s.rm.parts[ref]
+	if p == nil {
+		return nil, nil, nil
+	}
+	var keys []string
+	for k := range p.docs {
+		if strings.HasPrefix(k, prefix) && k > after {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	keys = keys[:min(len(keys), limit)]
+	docs := make([][]byte, len(keys))
+	for i, k := range keys {
+		docs[i] = cloneDoc(p.docs[k])
+	}
+	return keys, docs, nil
 }
 
 // ProjectionMeta implements persistence.ReadModels.

@@ -3,6 +3,8 @@
 --
 -- KEYS[1]  checkpoint: decimal position, or 'retired' once fenced
 -- KEYS[2]  documents hash: document key -> document
+-- KEYS[3]  key index: sorted set of the hash's keys, all at score 0, so
+--          ListDocs can range over them in byte order (ZRANGEBYLEX)
 -- ARGV[1]  expected checkpoint (0 when never applied)
 -- ARGV[2]  next checkpoint
 -- ARGV[3]  n, the number of documents to set
@@ -33,9 +35,16 @@ end
 local n = tonumber(ARGV[3])
 if n > 0 then
   redis.call('HSET', KEYS[2], unpack(ARGV, 4, 3 + 2 * n))
+  local members = {}
+  for i = 1, n do
+    members[2 * i - 1] = 0
+    members[2 * i] = ARGV[2 + 2 * i]
+  end
+  redis.call('ZADD', KEYS[3], unpack(members))
 end
 if #ARGV >= 4 + 2 * n then
   redis.call('HDEL', KEYS[2], unpack(ARGV, 4 + 2 * n, #ARGV))
+  redis.call('ZREM', KEYS[3], unpack(ARGV, 4 + 2 * n, #ARGV))
 end
 redis.call('SET', KEYS[1], ARGV[2])
 return {1}

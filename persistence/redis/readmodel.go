@@ -19,6 +19,7 @@ import (
 //
 //	<prefix>:{pN}:rm:<projection>:<gen>:cp    string  decimal checkpoint, or "retired" (a fence, expires)
 //	<prefix>:{pN}:rm:<projection>:<gen>:docs  hash    document key -> document
+//	<prefix>:{pN}:rm:<projection>:<gen>:docs:keys  zset  the hash's keys at score 0, for ListDocs
 //
 // A projection's generations are one small hash under a tag of its own; a
 // generation swap is one script on it, hence atomic for every partition:
@@ -31,6 +32,10 @@ func (k keys) readModel(ref persistence.ReadModelRef) string {
 }
 func (k keys) checkpoint(ref persistence.ReadModelRef) string { return k.readModel(ref) + ":cp" }
 func (k keys) docs(ref persistence.ReadModelRef) string       { return k.readModel(ref) + ":docs" }
+
+// docKeys indexes docs' keys. Documents written before it existed are
+// not in it until a rebuild writes them again.
+func (k keys) docKeys(ref persistence.ReadModelRef) string { return k.docs(ref) + ":keys" }
 func (k keys) projectionMeta(projection string) string {
 	return k.prefix + ":{proj:" + projection + "}:meta"
 }
@@ -108,7 +113,7 @@ func (s *Store) ApplyReadModel(ctx context.Context, ref persistence.ReadModelRef
 	cpKey := s.keys.checkpoint(ref)
 	ctx, cancel := callCtx(ctx)
 	defer cancel()
-	reply, err := applyReadModelScript.Run(ctx, s.client, []string{cpKey, s.keys.docs(ref)}, args...).Int64Slice()
+	reply, err := applyReadModelScript.Run(ctx, s.client, []string{cpKey, s.keys.docs(ref), s.keys.docKeys(ref)}, args...).Int64Slice()
 	if err != nil {
 		return fail(classify(err, cpKey))
 	}
@@ -195,6 +200,83 @@ func (s *Store) ReadDocs(ctx context.Context, ref persistence.ReadModelRef, keys
 		}
 	}
 	return out, nil
+}
+
+// ListDocs implements persistence.ReadModels: a ZRANGEBYLEX over the key
+// index, then an HMGET of what it found. The two reads are not atomic; a
+// key deleted between them is left out rather than listed as missing.
+func (s *Store) ListDocs(ctx context.Context, ref persistence.ReadModelRef, prefix, after string, limit int) ([]string, [][]byte, error) {
+	fail := func(err error) ([]string, [][]byte, error) {
+		return nil, nil, fmt.Errorf("list documents of %s with prefix %q after %q: %w", ref, prefix, after, err)
+	}
+	if err := persistence.CheckReadModelRef(ref, s.partitions); err != nil {
+		return fail(err)
+	}
+	if err := persistence.CheckListDocs(prefix, after, limit); err != nil {
+		return fail(err)
+	}
+	if err := s.usable(ctx); err != nil {
+		return fail(err)
+	}
+	lo, hi := lexRange(prefix, after)
+	if lo == "" {
+		return nil, nil, nil
+	}
+	indexKey, docsKey := s.keys.docKeys(ref), s.keys.docs(ref)
+	ctx, cancel := callCtx(ctx)
+	defer cancel()
+	found, err := s.client.ZRangeByLex(ctx, indexKey, &goredis.ZRangeBy{Min: lo, Max: hi, Count: int64(limit)}).Result()
+	if err != nil {
+		return fail(classify(err, indexKey))
+	}
+	if len(found) == 0 {
+		return nil, nil, nil
+	}
+	vals, err := s.client.HMGet(ctx, docsKey, found...).Result()
+	if err != nil {
+		return fail(classify(err, docsKey))
+	}
+	if len(vals) != len(found) {
+		return fail(fmt.Errorf("HMGET returned %d values for %d keys", len(vals), len(found)))
+	}
+	keys, docs := make([]string, 0, len(found)), make([][]byte, 0, len(found))
+	for i, v := range vals {
+		switch d := v.(type) {
+		case nil:
+		case string:
+			keys, docs = append(keys, found[i]), append(docs, []byte(d))
+		default:
+			return fail(corrupt(docsKey, fmt.Errorf("document %q is a %T", found[i], v)))
+		}
+	}
+	return keys, docs, nil
+}
+
+// lexRange is the ZRANGEBYLEX range of the keys that start with prefix
+// and sort after after; lo is "" when there is none. The upper bound is
+// exclusive of prefix's successor (prefix with its last byte below 0xff
+// incremented, the bytes after it dropped), not prefix+"\xff", which a
+// key holding 0xff after the prefix would pass.
+func lexRange(prefix, after string) (lo, hi string) {
+	switch {
+	case prefix == "" && after == "":
+		lo = "-"
+	case after >= prefix:
+		lo = "(" + after
+	default:
+		lo = "[" + prefix
+	}
+	hi = "+"
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if prefix[i] != 0xff {
+			hi = "(" + prefix[:i] + string(prefix[i]+1)
+			break
+		}
+	}
+	if hi != "+" && lo[1:] >= hi[1:] {
+		return "", ""
+	}
+	return lo, hi
 }
 
 // ProjectionMeta implements persistence.ReadModels.
@@ -321,14 +403,29 @@ func (s *Store) DeleteGeneration(ctx context.Context, ref persistence.ReadModelR
 		return fail(classify(err, docsKey))
 	}
 	fields = fields[:min(len(fields), limit)]
+	indexKey := s.keys.docKeys(ref)
 	if len(fields) > 0 {
 		if err := s.client.HDel(ctx, docsKey, fields...).Err(); err != nil {
 			return fail(classify(err, docsKey))
+		}
+		members := make([]any, len(fields))
+		for i, f := range fields {
+			members[i] = f
+		}
+		if err := s.client.ZRem(ctx, indexKey, members...).Err(); err != nil {
+			return fail(classify(err, indexKey))
 		}
 	}
 	left, err := s.client.HLen(ctx, docsKey).Result()
 	if err != nil {
 		return fail(classify(err, docsKey))
+	}
+	if left == 0 {
+		// The index holds only keys of the hash, so it is empty too
+		// (or as good as: a crash between HDEL and ZREM leaves a few).
+		if err := s.client.Del(ctx, indexKey).Err(); err != nil {
+			return fail(classify(err, indexKey))
+		}
 	}
 	return left == 0, nil
 }
