@@ -49,7 +49,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"PUT", "/api/v1/accounts/" + id, "GET"},
 		{"DELETE", "/api/v1/accounts/" + id, "GET"},
 		{"DELETE", "/api/v1/accounts", "POST"},
-		{"GET", "/api/v1/accounts", "POST"},
+		{"PUT", "/api/v1/accounts", "GET"},
 		{"GET", "/api/v1/accounts/" + id + "/deposits", "POST"},
 		{"PATCH", "/api/v1/accounts/" + id + "/events", "GET"},
 		{"POST", "/health", "GET"},

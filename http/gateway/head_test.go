@@ -138,7 +138,7 @@ func TestOptionsAnswersAllow(t *testing.T) {
 	h := newHarness(t)
 	for path, want := range map[string][]string{
 		"/health":                  {"OPTIONS", "GET", "HEAD"},
-		"/api/v1/accounts":         {"OPTIONS", "POST"},
+		"/api/v1/accounts":         {"OPTIONS", "GET", "HEAD", "POST"},
 		"/api/v1/accounts/acc_x":   {"OPTIONS", "GET", "HEAD"},
 		"/api/v1/counters/c/reset": {"OPTIONS", "POST"},
 	} {

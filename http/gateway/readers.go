@@ -29,6 +29,10 @@ type SummaryReader interface {
 	// WaitForVersion fails matching grains.ErrNotCaughtUp, with the
 	// summary it has, when ctx ends first.
 	WaitForVersion(ctx context.Context, id string, minVersion uint64) (grains.Summary, error)
+	// ListAccounts pages through the summaries, owner's only unless owner
+	// is ""; next is nil on the last page. A cursor outside the read
+	// model is persistence.ErrInvalid.
+	ListAccounts(ctx context.Context, owner string, cursor grains.AccountCursor, limit int) (sums []grains.Summary, next *grains.AccountCursor, err error)
 	Projections(ctx context.Context) ([]grains.ProjectionStatus, error)
 }
 

@@ -238,5 +238,6 @@ func (g *Gateway) routes(e *echo.Echo) {
 	g.userRoutes(e)
 	g.streamRoutes(e)
 	g.projectionRoutes(e)
+	g.accountListRoutes(e)
 	g.registryRoutes(e)
 }
