@@ -20,6 +20,9 @@ const (
 	DefaultInstanceTTLSeconds = 30
 	DefaultRouteTimeoutMS     = 5000
 	MaxRouteTimeoutMS         = 60000
+	// AdminUsername is the user GRANARY_ADMIN_PASSWORD creates; nobody
+	// else may register it.
+	AdminUsername = "admin"
 )
 
 var (

@@ -106,7 +106,8 @@ func apply(steps []string) func(s *messages.SagaState, id string, ev *messages.S
 	}
 }
 
-func typeOf(ev *messages.SagaEvent) string {
+// EventType is the journal type name of ev (never rename one).
+func EventType(ev *messages.SagaEvent) string {
 	switch ev.GetEvent().(type) {
 	case *messages.SagaEvent_Started:
 		return "SagaStarted"
@@ -142,11 +143,11 @@ func codecFor(def *Definition) *es.Codec[*messages.SagaState, *messages.SagaEven
 		Version: func(s *messages.SagaState) uint64 { return s.GetVersion() },
 		Encode: func(ev *messages.SagaEvent) (persistence.EventData, error) {
 			data, err := proto.Marshal(ev)
-			return persistence.EventData{Type: typeOf(ev), Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+			return persistence.EventData{Type: EventType(ev), Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
 		},
 		Decode: func(e persistence.Event) (*messages.SagaEvent, error) {
 			var ev messages.SagaEvent
-			if err := proto.Unmarshal(e.Data, &ev); err != nil || typeOf(&ev) != e.Type {
+			if err := proto.Unmarshal(e.Data, &ev); err != nil || EventType(&ev) != e.Type {
 				return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
 			}
 			return &ev, nil

@@ -29,7 +29,7 @@ var UsernamePattern = messages.UsernamePattern
 const MaxDisplayName = messages.MaxDisplayName
 
 // AdminUsername is the user GRANARY_ADMIN_PASSWORD creates.
-const AdminUsername = "admin"
+const AdminUsername = messages.AdminUsername
 
 // Reserved reports whether username is kept for the operator: nobody may
 // register it over HTTP, before or after the bootstrap created it, so a
@@ -141,11 +141,12 @@ func Apply(s State, username string, ev *messages.UserEvent) State {
 	return s
 }
 
-func stream(username string) string { return "user-" + username }
+// Stream is the journal stream of username's user grain.
+func Stream(username string) string { return "user-" + username }
 
 // The event type names are the journal's: never rename one.
 var codec = *es.ProtoCodec(es.Proto[State, *messages.UserEvent, *messages.UserSnapshot]{
-	Stream:  stream,
+	Stream:  Stream,
 	Apply:   Apply,
 	Version: func(s State) uint64 { return s.Version },
 	Types: []es.EventType[*messages.UserEvent]{

@@ -9,15 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"granary/actors/service"
-	"granary/actors/user"
 	"granary/http/auth"
 	"granary/http/gateway"
 	"granary/messages"
-	"granary/persistence"
 	"granary/testkit"
+	"granary/testkit/fixtures"
 )
 
 // TestUsernameIsNotASubject: registering the username that another
@@ -34,7 +30,7 @@ func TestUsernameIsNotASubject(t *testing.T) {
 			var u userBody
 			h.do("POST", "/auth/register", "", fmt.Sprintf(`{"username":%q,"password":"mallory's password"}`, victim)).decodeStatus(t, http.StatusCreated, &u)
 			mallory := h.login(t, victim, "mallory's password")
-			if sub := subject(t, mallory); sub == victim || sub != u.ID || !user.IDPattern.MatchString(sub) {
+			if sub := subject(t, mallory); sub == victim || sub != u.ID || !messages.UserIDPattern.MatchString(sub) {
 				t.Fatalf("login token sub %q (user id %q): must be the user's own id, never the username", sub, u.ID)
 			}
 			h.do("GET", "/api/v1/accounts/"+acc.ID, mallory, "").problem(t, http.StatusForbidden, "forbidden")
@@ -62,7 +58,7 @@ func TestMeDoesNotTrustTheUsernameClaim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	forged, err := v.IssueFor(auth.Principal{Subject: user.NewID(), Username: "gwen"}, time.Now(), time.Hour)
+	forged, err := v.IssueFor(auth.Principal{Subject: fixtures.NewUserID(), Username: "gwen"}, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,15 +85,15 @@ func TestAdminNameIsReserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	deps := gateway.Deps{Member: m, Store: h.cluster.Store, Verifier: v, Logger: h.cluster.Log, Services: m.Services(), Redis: h.redis}
-	admin, err := gateway.RegisterUser(context.Background(), deps, 30*time.Second, user.AdminUsername, "operator's password", "Administrator", []string{auth.RoleAdmin}, nil)
+	admin, err := gateway.RegisterUser(context.Background(), deps, 30*time.Second, messages.AdminUsername, "operator's password", "Administrator", []string{auth.RoleAdmin}, nil)
 	if err != nil {
 		t.Fatalf("bootstrap: %v", err)
 	}
 
 	h.do("POST", "/auth/register", "", hostile).problem(t, http.StatusConflict, "already_exists")
 	h.do("POST", "/auth/login", "", `{"username":"admin","password":"i am the admin now"}`).problem(t, http.StatusUnauthorized, "unauthorized")
-	tok := h.login(t, user.AdminUsername, "operator's password")
-	if sub := subject(t, tok); sub != admin.GetUserId() || sub == user.AdminUsername {
+	tok := h.login(t, messages.AdminUsername, "operator's password")
+	if sub := subject(t, tok); sub != admin.GetUserId() || sub == messages.AdminUsername {
 		t.Fatalf("admin token sub %q, want its id %q", sub, admin.GetUserId())
 	}
 	var me userBody
@@ -112,21 +108,11 @@ func TestAdminNameIsReserved(t *testing.T) {
 // registration event carries none) logs in, and is given one id, kept.
 func TestLegacyUserGetsAnID(t *testing.T) {
 	h := newHarness(t)
-	hash, err := service.HashPassword("old password")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := proto.Marshal(&messages.UserEvent{CommandId: "legacy", OccurredAtUnixMs: time.Now().UnixMilli(),
-		Event: &messages.UserEvent_Registered{Registered: &messages.UserRegistered{DisplayName: "Old Timer", PasswordHash: hash}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.cluster.Store.Append(context.Background(), "user-oldtimer", 0,
-		[]persistence.EventData{{Type: "UserRegistered", Data: data, OccurredAt: time.Now()}}); err != nil {
+	if err := fixtures.LegacyUser(context.Background(), h.cluster.Store, "oldtimer", "old password", "Old Timer"); err != nil {
 		t.Fatal(err)
 	}
 	first := subject(t, h.login(t, "oldtimer", "old password"))
-	if !user.IDPattern.MatchString(first) {
+	if !messages.UserIDPattern.MatchString(first) {
 		t.Fatalf("legacy user's sub %q, want a user id", first)
 	}
 	if again := subject(t, h.login(t, "oldtimer", "old password")); again != first {

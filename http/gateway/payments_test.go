@@ -7,11 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	"granary/actors/saga"
 	"granary/messages"
-	"granary/persistence"
+	"granary/testkit/fixtures"
 )
 
 type paymentBody struct {
@@ -113,37 +110,14 @@ func TestOrderCannotTakeAnothersPaymentID(t *testing.T) {
 	// deadline (its member died mid-step): re-posting it drives it on, and
 	// it compensates by undoing the charge it may have made.
 	now := time.Now()
-	at := now.Add(-time.Minute).UnixMilli()
-	journalOrder(t, h.cluster.Store, "o-bob-2",
-		&messages.SagaEvent{OccurredAtUnixMs: at, Event: &messages.SagaEvent_Started{Started: &messages.SagaStarted{
-			Kind: saga.OrderKind, DeadlineUnixMs: now.Add(-time.Second).UnixMilli(),
-			Order: &messages.OrderInput{OrderId: "o-bob-2", UserId: "bob", ProductId: "product_1", Quantity: 1, Amount: 300, PaymentId: "alice-pay-1"}}}},
-		&messages.SagaEvent{OccurredAtUnixMs: at, Event: &messages.SagaEvent_StepStarted{StepStarted: &messages.SagaStepStarted{Step: saga.StepReserveInventory}}},
-		&messages.SagaEvent{OccurredAtUnixMs: at, Event: &messages.SagaEvent_StepCompleted{StepCompleted: &messages.SagaStepCompleted{Step: saga.StepReserveInventory}}},
-		&messages.SagaEvent{OccurredAtUnixMs: at, Event: &messages.SagaEvent_StepStarted{StepStarted: &messages.SagaStepStarted{Step: saga.StepProcessPayment}}},
-	)
+	if err := fixtures.OrderDiedInPayment(context.Background(), h.cluster.Store,
+		&messages.OrderInput{OrderId: "o-bob-2", UserId: "bob", ProductId: "product_1", Quantity: 1, Amount: 300, PaymentId: "alice-pay-1"},
+		now.Add(-time.Minute), now.Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	sagaFailure(t, h.do("POST", "/api/v1/orders", bob, `{"order_id":"o-bob-2","product_id":"product_1","quantity":1,"amount":300}`), "order", &o)
 	if o.Status != "compensated" || o.FailedStep != "process_payment" || o.PaymentID != "alice-pay-1" {
 		t.Fatalf("bob's second order: %+v", o)
 	}
 	check("bob's compensated order")
-}
-
-// journalOrder writes an order saga's journal as a member that died
-// mid-way left it.
-func journalOrder(t *testing.T, store persistence.Store, id string, evs ...*messages.SagaEvent) {
-	t.Helper()
-	types := map[string]string{"started": "SagaStarted", "step_started": "SagaStepStarted", "step_completed": "SagaStepCompleted"}
-	var batch []persistence.EventData
-	for _, ev := range evs {
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		which := ev.ProtoReflect().WhichOneof(ev.ProtoReflect().Descriptor().Oneofs().ByName("event")).Name()
-		batch = append(batch, persistence.EventData{Type: types[string(which)], Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())})
-	}
-	if _, err := store.Append(context.Background(), saga.Stream(saga.OrderKind)(id), 0, batch); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"granary/actors/user"
 	"granary/http/auth"
+	"granary/messages"
 )
 
 type userBody struct {
@@ -56,7 +56,7 @@ func TestRegisterLoginAndMe(t *testing.T) {
 	h := newHarness(t)
 	var u userBody
 	h.do("POST", "/auth/register", "", `{"username":"frida","password":"correct horse","display_name":"Frida K"}`).decodeStatus(t, http.StatusCreated, &u)
-	if !user.IDPattern.MatchString(u.ID) || u.Username != "frida" || u.DisplayName != "Frida K" || len(u.Roles) != 0 {
+	if !messages.UserIDPattern.MatchString(u.ID) || u.Username != "frida" || u.DisplayName != "Frida K" || len(u.Roles) != 0 {
 		t.Fatalf("registered %+v", u)
 	}
 	h.do("POST", "/auth/register", "", `{"username":"frida","password":"another one","display_name":"X"}`).problem(t, http.StatusConflict, "already_exists")
