@@ -151,7 +151,10 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		// Every member shares the registry's view and timers through the
 		// store's Redis.
 		grains.Registry.View = registry.NewRedisView(edge, cfg.KeyPrefix)
-		if grains.Registry.Reminders, err = reminder.NewRedis(edge, cfg.KeyPrefix); err != nil {
+		// Timers spread over as many hash slots as the journal does (a
+		// count that, like the journal's, only grows).
+		parts := min(max(cfg.JournalPartitions, 1), reminder.MaxPartitions)
+		if grains.Registry.Reminders, err = reminder.NewRedisPartitioned(edge, cfg.KeyPrefix, parts); err != nil {
 			return err
 		}
 	}

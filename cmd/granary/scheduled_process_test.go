@@ -94,7 +94,9 @@ func TestScheduledTransferFiresAfterItsMemberDies(t *testing.T) {
 	}
 	redisURL := testkit.RealRedisURL(t)
 	secret := "scheduled-kill-secret-0123456789abcdef"
-	cl := startCluster3(t, redisURL, secret, "schedkill-"+randHex())
+	// Four partitions: the timers are split into four sets, all claimed by
+	// every member's poller.
+	cl := startCluster3(t, redisURL, secret, "schedkill-"+randHex(), "GRANARY_JOURNAL_PARTITIONS=4")
 	tok, err := auth.Issue([]byte(secret), "root", []string{auth.RoleAdmin}, time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,18 +12,25 @@ import (
 )
 
 // The store conformance suite on a real Redis Cluster (one started from
-// redis-server, or GRANARY_REDIS_CLUSTER_URL): the schedule is one key
-// under {reminders}, so the claim script never spans slots.
+// redis-server, or GRANARY_REDIS_CLUSTER_URL), with the schedule in one set
+// and in 16 (one hash tag each, so no script spans slots, and the
+// partitions spread over the masters).
 func TestClusterConformance(t *testing.T) {
 	cl := rediscluster.Start(t)
+	for _, partitions := range []int{1, 16} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) { clusterConformance(t, cl, partitions) })
+	}
+}
+
+func clusterConformance(t *testing.T, cl *rediscluster.Cluster, partitions int) {
 	runConformance(t, func(t *testing.T) Store {
 		c := cl.Client(t)
 		var r [6]byte
 		_, _ = rand.Read(r[:])
 		prefix := "granarytest-reminder-" + hex.EncodeToString(r[:])
-		s, err := NewRedis(c, prefix)
+		s, err := NewRedisPartitioned(c, prefix, partitions)
 		if err != nil {
-			t.Fatalf("NewRedis: %v", err)
+			t.Fatalf("NewRedisPartitioned: %v", err)
 		}
 		t.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -64,7 +64,7 @@ func start(t *testing.T, p *Poller) (stop func(), done <-chan struct{}) {
 
 func TestPollerWakesDueReminder(t *testing.T) {
 	s, clk := NewMemory(), newClock()
-	k := Key{"service", "inst-1"}
+	k := Key{Kind: "service", ID: "inst-1"}
 	if err := s.Set(t.Context(), k, clk.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestPollerWakesDueReminder(t *testing.T) {
 
 func TestPollerWakeErrorFiresAgainAfterLease(t *testing.T) {
 	s, clk := NewMemory(), newClock()
-	k := Key{"saga", "t-1"}
+	k := Key{Kind: "saga", ID: "t-1"}
 	if err := s.Set(t.Context(), k, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestPollerBoundsConcurrency(t *testing.T) {
 	s, clk := NewMemory(), newClock()
 	const reminders, limit = 20, 3
 	for i := range reminders {
-		if err := s.Set(t.Context(), Key{"k", string(rune('a' + i))}, clk.Now()); err != nil {
+		if err := s.Set(t.Context(), Key{Kind: "k", ID: string(rune('a' + i))}, clk.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -201,7 +201,7 @@ func TestPollerBoundsConcurrency(t *testing.T) {
 
 func TestPollerRunWaitsForWakesInFlight(t *testing.T) {
 	s, clk := NewMemory(), newClock()
-	if err := s.Set(t.Context(), Key{"k", "slow"}, clk.Now()); err != nil {
+	if err := s.Set(t.Context(), Key{Kind: "k", ID: "slow"}, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
 	entered, release := make(chan struct{}), make(chan struct{})

@@ -1,7 +1,9 @@
 // Package reminder owns the cluster's durable timers: a grain, named by its
-// kind and identity, asks to be woken at a time; the schedule lives in a
-// Store (Redis in production) so that it outlives any one member; and every
-// member runs a Poller that claims due reminders and wakes their grains.
+// kind and identity, asks to be woken at a time, under a timer name when it
+// keeps several; the schedule lives in a Store (Redis in production, split
+// into partitions like the journal) so that it outlives any one member; and
+// every member runs a Poller that claims due reminders and wakes their
+// grains.
 //
 // Delivery is at least once. A claim leases the reminder for a while instead
 // of removing it, so a member that dies between claiming and waking leaves
@@ -24,10 +26,16 @@ import (
 	"granary/persistence"
 )
 
-// Key names one grain.
-type Key struct{ Kind, ID string }
+// Key names one timer of one grain: a grain may keep several, told apart by
+// Name (Orleans' reminder names); the empty Name is its default timer.
+type Key struct{ Kind, ID, Name string }
 
-func (k Key) String() string { return k.Kind + "/" + k.ID }
+func (k Key) String() string {
+	if k.Name == "" {
+		return k.Kind + "/" + k.ID
+	}
+	return k.Kind + "/" + k.ID + "#" + k.Name
+}
 
 // Due is a claimed reminder: At is the time it was scheduled for.
 type Due struct {
@@ -35,7 +43,7 @@ type Due struct {
 	At time.Time
 }
 
-// MaxPartLen bounds Key.Kind and Key.ID in bytes, so that a member of the
+// MaxPartLen bounds Key.Kind, Key.ID and Key.Name in bytes, so that a member of the
 // schedule stays small whatever a caller passes.
 const MaxPartLen = 512
 
@@ -52,7 +60,9 @@ type Store interface {
 	// Cancel removes key's schedule (no error when there is none).
 	Cancel(ctx context.Context, key Key) error
 	// Claim returns up to limit reminders due at or before now, oldest first
-	// (ties by kind, then id), and atomically moves each one's schedule to
+	// (ties by kind, id, then name; a partitioned store may leave an older
+	// one of another partition for the next claim when more than limit are
+	// due), and atomically moves each one's schedule to
 	// now+lease, so that no other claimer takes it before the lease ends; the
 	// woken grain's own Set/Cancel then replaces that. A claimer that dies
 	// leaves the reminder to fire again after lease. It reports ErrInvalid
@@ -68,9 +78,9 @@ type Store interface {
 // validKey refuses what cannot be encoded unambiguously or would let a
 // caller grow one member without bound.
 func validKey(k Key) error {
-	for _, part := range [...]struct{ name, v string }{{"kind", k.Kind}, {"id", k.ID}} {
+	for _, part := range [...]struct{ name, v string }{{"kind", k.Kind}, {"id", k.ID}, {"name", k.Name}} {
 		switch {
-		case part.v == "":
+		case part.v == "" && part.name != "name":
 			return fmt.Errorf("reminder %q: empty %s: %w", k, part.name, persistence.ErrInvalid)
 		case len(part.v) > MaxPartLen:
 			return fmt.Errorf("reminder %.64q…: %s is %d bytes, over %d: %w", k, part.name, len(part.v), MaxPartLen, persistence.ErrInvalid)
@@ -103,15 +113,23 @@ func validClaim(lease time.Duration, limit int) error {
 	return nil
 }
 
-// member encodes a key as one string. NUL cannot occur in a kind, so the
-// first NUL always ends it, whatever the id holds; and byte order of members
-// is (kind, id) order, which both stores use to break ties.
-func member(k Key) string { return k.Kind + "\x00" + k.ID }
+// member encodes a key as one string: kind NUL id, then NUL name unless the
+// name is empty (so a default timer is stored as it was before timers had
+// names). NUL cannot occur in any part, so the encoding is unambiguous, and
+// byte order of members is (kind, id, name) order, which both stores use to
+// break ties.
+func member(k Key) string {
+	if k.Name == "" {
+		return k.Kind + "\x00" + k.ID
+	}
+	return k.Kind + "\x00" + k.ID + "\x00" + k.Name
+}
 
 func parseMember(m string) (Key, error) {
-	kind, id, ok := strings.Cut(m, "\x00")
-	if !ok || kind == "" || id == "" {
-		return Key{}, fmt.Errorf("reminder member %q: not kind NUL id", m)
+	kind, rest, ok := strings.Cut(m, "\x00")
+	id, name, named := strings.Cut(rest, "\x00")
+	if !ok || kind == "" || id == "" || (named && name == "") {
+		return Key{}, fmt.Errorf("reminder member %q: not kind NUL id [NUL name]", m)
 	}
-	return Key{Kind: kind, ID: id}, nil
+	return Key{Kind: kind, ID: id, Name: name}, nil
 }
