@@ -7,7 +7,7 @@ PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 PROVIDER  ?= automanaged
 
-.PHONY: help chaos run build test test-short bench bench-go generate check-generated vet fmt cluster cluster-stop clean
+.PHONY: help chaos run build test test-short bench bench-scale bench-go generate check-generated vet fmt cluster cluster-stop clean
 
 run: ## start one member + gateway on the embedded store, print URL and dev token
 	$(GO) run ./cmd/granary dev
@@ -30,6 +30,9 @@ bench: ## Granary vs a hand-written baseline on a real redis-server, same run (B
 	$(GO) build -o $(BIN) ./cmd/granary
 	$(GO) build -o bin/bench ./cmd/bench
 	./bin/bench -granary $(BIN) $(BENCH_FLAGS)
+
+bench-scale: ## deposits/s and p99 with 1, 2 and 3 members on one redis-server and on a 3-master Redis Cluster, and the worst wait when one member is killed -9 (needs redis-server)
+	$(GO) test -run '^$$' -bench '^BenchmarkScale$$' -benchtime=1x -timeout 20m -v ./cmd/granary/ | grep -E 'members=|deposits/s|^(ok|FAIL|---)'
 
 bench-go: ## go test benchmarks (speed and memory targets live here, not in tests)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime=20x ./...

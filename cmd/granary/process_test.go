@@ -23,7 +23,7 @@ var (
 )
 
 // granaryBinary builds the real binary once per test run.
-func granaryBinary(t *testing.T) string {
+func granaryBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "granary-bin")
@@ -54,7 +54,7 @@ type node struct {
 
 // startNode runs `granary node` with env and waits until it announces its
 // address.
-func startNode(t *testing.T, env ...string) *node {
+func startNode(t testing.TB, env ...string) *node {
 	t.Helper()
 	cmd := exec.Command(granaryBinary(t), "node")
 	cmd.Env = append(os.Environ(), env...)
@@ -96,7 +96,7 @@ func startNode(t *testing.T, env ...string) *node {
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (n *node) kill(t *testing.T) {
+func (n *node) kill(t testing.TB) {
 	select {
 	case <-n.done:
 		return
