@@ -296,7 +296,7 @@ func TestSweepFinishesAbandonedSagas(t *testing.T) {
 	if n := w.Sweep(context.Background()); n != 1 {
 		t.Fatalf("sweep resumed %d sagas, want 1", n)
 	}
-	list, err := e.c.Store.ListSagas(context.Background(), persistence.SagaFilter{Limit: 10})
+	list, _, err := e.c.Store.ListSagas(context.Background(), persistence.SagaFilter{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

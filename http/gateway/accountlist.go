@@ -1,18 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
 	"granary/cluster/grains"
-	"granary/messages"
 	"granary/persistence"
 )
 
@@ -20,9 +14,6 @@ import (
 const (
 	defaultAccountsLimit = 100
 	maxAccountsLimit     = 1000
-	// maxCursorLen bounds what is decoded: a cursor holds a partition, a
-	// document key (persistence.MaxDocKey) and a short hash.
-	maxCursorLen = 1024
 )
 
 // accountListRoutes lists accounts from the read model.
@@ -88,17 +79,8 @@ type accountCursor struct {
 	F string `json:"f"`
 }
 
-// filterHash names an owner filter ("" for every account) in a cursor
-// without spelling the owner out.
-func filterHash(owner string) string {
-	sum := sha256.Sum256([]byte("owner:" + owner))
-	return hex.EncodeToString(sum[:8])
-}
-
 func encodeAccountCursor(at grains.AccountCursor, owner string) string {
-	// A struct of an int and strings always marshals.
-	raw, _ := json.Marshal(accountCursor{P: at.Partition, K: at.Key, F: filterHash(owner)})
-	return base64.RawURLEncoding.EncodeToString(raw)
+	return encodeCursor(accountCursor{P: at.Partition, K: at.Key, F: filterHash("owner:" + owner)})
 }
 
 // decodeAccountCursor reads a cursor made for owner's filter; "" is the
@@ -107,22 +89,12 @@ func decodeAccountCursor(raw, owner string) (grains.AccountCursor, error) {
 	if raw == "" {
 		return grains.AccountCursor{}, nil
 	}
-	bad := messages.Fail(messages.CodeValidationFailed, "cursor: not a cursor of this listing; start without one")
-	if len(raw) > maxCursorLen {
-		return grains.AccountCursor{}, bad
-	}
-	data, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil {
-		return grains.AccountCursor{}, bad
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var cur accountCursor
-	if err := dec.Decode(&cur); err != nil || dec.More() {
-		return grains.AccountCursor{}, bad
+	if err := decodeCursor(raw, &cur); err != nil {
+		return grains.AccountCursor{}, err
 	}
-	if cur.F != filterHash(owner) || cur.P < 0 || persistence.CheckDocKey(cur.K) != nil {
-		return grains.AccountCursor{}, bad
+	if cur.F != filterHash("owner:"+owner) || cur.P < 0 || persistence.CheckDocKey(cur.K) != nil {
+		return grains.AccountCursor{}, errBadCursor()
 	}
 	return grains.AccountCursor{Partition: cur.P, Key: cur.K}, nil
 }

@@ -38,7 +38,7 @@ type SummaryReader interface {
 
 // SagaLister lists the saga index (persistence.Store implements it).
 type SagaLister interface {
-	ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, error)
+	ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, *persistence.SagaCursor, error)
 }
 
 // registryView is the gateway's copy of the registry view, kept fresh in

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -413,9 +414,15 @@ func (g *Gateway) listSagas(c echo.Context) error {
 		return err
 	}
 	f.Limit = int(limit)
+	filter := sagaFilterName(f)
+	if raw := c.QueryParam("cursor"); raw != "" {
+		if f.After, err = decodeSagaCursor(raw, filter); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), g.cfg.CallTimeout)
 	defer cancel()
-	recs, err := g.deps.Sagas.ListSagas(ctx, f)
+	recs, next, err := g.deps.Sagas.ListSagas(ctx, f)
 	if err != nil {
 		return storageFailure(err)
 	}
@@ -425,7 +432,41 @@ func (g *Gateway) listSagas(c echo.Context) error {
 		out = append(out, map[string]any{"kind": kind, "id": r.ID, "status": r.Status, "failed_step": r.FailedStep,
 			"started_at": r.StartedAt.Format(time.RFC3339Nano), "updated_at": r.UpdatedAt.Format(time.RFC3339Nano)})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"sagas": out})
+	var nextCursor *string
+	if next != nil {
+		s := encodeCursor(sagaCursor{T: next.StartedAt.UnixMilli(), K: next.Kind, I: next.ID, F: filterHash(filter)})
+		nextCursor = &s
+	}
+	return c.JSON(http.StatusOK, map[string]any{"sagas": out, "next_cursor": nextCursor})
+}
+
+// sagaCursor is the saga listing's opaque cursor: the position (started
+// at, kind, id) the next page starts after, and the filter's hash.
+type sagaCursor struct {
+	T int64  `json:"t"`
+	K string `json:"k"`
+	I string `json:"i"`
+	F string `json:"f"`
+}
+
+// sagaFilterName spells a filter out in one canonical string: the same
+// statuses and kinds in any order are the same filter.
+func sagaFilterName(f persistence.SagaFilter) string {
+	st, ks := slices.Clone(f.Statuses), slices.Clone(f.Kinds)
+	slices.Sort(st)
+	slices.Sort(ks)
+	return "sagas:" + strings.Join(slices.Compact(st), ",") + ":" + strings.Join(slices.Compact(ks), ",")
+}
+
+func decodeSagaCursor(raw, filter string) (*persistence.SagaCursor, error) {
+	var cur sagaCursor
+	if err := decodeCursor(raw, &cur); err != nil {
+		return nil, err
+	}
+	if cur.F != filterHash(filter) || cur.T < 0 || cur.K == "" || cur.I == "" {
+		return nil, errBadCursor()
+	}
+	return &persistence.SagaCursor{StartedAt: time.UnixMilli(cur.T).UTC(), Kind: cur.K, ID: cur.I}, nil
 }
 
 // sagaRoutes registers transfers, orders, inventory, payments and sagas.

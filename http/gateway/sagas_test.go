@@ -2,7 +2,10 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"testing"
 	"time"
 )
@@ -140,6 +143,7 @@ func TestOrdersOverHTTP(t *testing.T) {
 			StartedAt  string `json:"started_at"`
 			UpdatedAt  string `json:"updated_at"`
 		} `json:"sagas"`
+		NextCursor *string `json:"next_cursor"`
 	}
 	h.do("GET", "/api/v1/sagas?status=compensated&kind=order", admin, "").decode(t, &list)
 	if len(list.Sagas) != 3 || list.Sagas[2].ID != "o-big" || list.Sagas[2].FailedStep != "process_payment" || list.Sagas[0].Kind != "order" {
@@ -207,5 +211,75 @@ func TestTransfersOverHTTP(t *testing.T) {
 	}
 	if sum != 750 {
 		t.Fatalf("history sums to %d, balance is 750", sum)
+	}
+}
+
+// The saga list pages with opaque cursors (the contract's "Listing"): every
+// saga exactly once, newest first, next_cursor null on the last page, and
+// a cursor refused under another filter or when it is not one.
+func TestSagaListPages(t *testing.T) {
+	h := newHarness(t)
+	admin, alice := token(t, "root", "admin"), token(t, "alice")
+	a := h.open(alice, "PG-A", 1000)
+	b := h.open(alice, "PG-B", 0)
+	var want []string
+	for i := range 7 {
+		id := fmt.Sprintf("pg-%d", i)
+		h.do("POST", "/api/v1/transfers", alice, fmt.Sprintf(`{"transfer_id":%q,"from_account":%q,"to_account":%q,"amount":1}`, id, a.ID, b.ID)).
+			decodeStatus(t, http.StatusCreated, &map[string]any{})
+		want = append(want, id)
+	}
+	type page struct {
+		Sagas []struct {
+			Kind       string `json:"kind"`
+			ID         string `json:"id"`
+			Status     string `json:"status"`
+			FailedStep string `json:"failed_step"`
+			StartedAt  string `json:"started_at"`
+			UpdatedAt  string `json:"updated_at"`
+		} `json:"sagas"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	var got []string
+	path := "/api/v1/sagas?kind=transfer&limit=3"
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatalf("more than 5 pages of 3 for 7 sagas: %v", got)
+		}
+		var p page
+		h.do("GET", path, admin, "").decode(t, &p)
+		for _, s := range p.Sagas {
+			got = append(got, s.ID)
+		}
+		if p.NextCursor == nil {
+			break
+		}
+		if len(p.Sagas) != 3 {
+			t.Fatalf("a page that is not the last has %d sagas, want 3", len(p.Sagas))
+		}
+		path = "/api/v1/sagas?kind=transfer&limit=3&cursor=" + url.QueryEscape(*p.NextCursor)
+	}
+	// Newest first: the reverse of the order they were started in (they
+	// may share a millisecond; the listing then orders them by id, which
+	// is the same reverse order here).
+	slices.Reverse(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("paged %v, want %v", got, want)
+	}
+
+	var first page
+	h.do("GET", "/api/v1/sagas?kind=transfer&limit=3", admin, "").decode(t, &first)
+	if first.NextCursor == nil {
+		t.Fatal("first page of 3 out of 7 has no next_cursor")
+	}
+	cur := url.QueryEscape(*first.NextCursor)
+	h.do("GET", "/api/v1/sagas?kind=order&limit=3&cursor="+cur, admin, "").problem(t, http.StatusBadRequest, "validation_failed")
+	h.do("GET", "/api/v1/sagas?kind=transfer&status=completed&limit=3&cursor="+cur, admin, "").problem(t, http.StatusBadRequest, "validation_failed")
+	h.do("GET", "/api/v1/sagas?cursor=not-a-cursor", admin, "").problem(t, http.StatusBadRequest, "validation_failed")
+	// The same filter spelt in another order is the same listing.
+	var again page
+	h.do("GET", "/api/v1/sagas?kind=transfer,transfer&limit=3&cursor="+cur, admin, "").decode(t, &again)
+	if len(again.Sagas) != 3 || again.Sagas[0].ID != "pg-3" {
+		t.Fatalf("second page again: %+v", again)
 	}
 }

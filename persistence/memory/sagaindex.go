@@ -32,22 +32,29 @@ func (s *Store) PutSaga(ctx context.Context, r persistence.SagaRecord) error {
 }
 
 // ListSagas implements persistence.SagaIndex.
-func (s *Store) ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, error) {
+func (s *Store) ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, *persistence.SagaCursor, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if err := s.open(ctx); err != nil {
-		return nil, fmt.Errorf("list sagas: %w", err)
+		return nil, nil, fmt.Errorf("list sagas: %w", err)
 	}
 	var out []persistence.SagaRecord
 	for _, r := range s.sagas {
-		if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, r.Status)) && (len(f.Kinds) == 0 || slices.Contains(f.Kinds, r.Kind)) {
+		if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, r.Status)) && (len(f.Kinds) == 0 || slices.Contains(f.Kinds, r.Kind)) &&
+			(f.After == nil || persistence.SagaBefore(*f.After, r)) {
 			out = append(out, r)
 		}
 	}
+	// The order of Redis's ZREVRANGE over (StartedAt ms, kind/id).
 	slices.SortFunc(out, func(a, b persistence.SagaRecord) int {
-		return cmp.Or(b.StartedAt.Compare(a.StartedAt), cmp.Compare(a.Kind+"/"+a.ID, b.Kind+"/"+b.ID))
+		return cmp.Or(cmp.Compare(b.StartedAt.UnixMilli(), a.StartedAt.UnixMilli()), cmp.Compare(b.Kind+"/"+b.ID, a.Kind+"/"+a.ID))
 	})
-	return out[:min(len(out), max(1, min(f.Limit, persistence.MaxSagaList)))], nil
+	limit := max(1, min(f.Limit, persistence.MaxSagaList))
+	if len(out) <= limit {
+		return out, nil, nil
+	}
+	last := out[limit-1]
+	return out[:limit], &persistence.SagaCursor{StartedAt: last.StartedAt, Kind: last.Kind, ID: last.ID}, nil
 }
 
 // OpenSagas implements persistence.SagaIndex.

@@ -72,33 +72,66 @@ func (s *Store) PutSaga(ctx context.Context, r persistence.SagaRecord) error {
 	return nil
 }
 
-// ListSagas implements persistence.SagaIndex.
-func (s *Store) ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, error) {
+// ListSagas implements persistence.SagaIndex: it walks the started set
+// from the cursor's score down, a page of members at a time, and looks at
+// maxSagaScan records at most, so a filter matching little cannot make one
+// call unbounded; it then hands out a cursor at the last record it looked
+// at.
+func (s *Store) ListSagas(ctx context.Context, f persistence.SagaFilter) ([]persistence.SagaRecord, *persistence.SagaCursor, error) {
 	if err := s.usable(ctx); err != nil {
-		return nil, fmt.Errorf("list sagas: %w", err)
+		return nil, nil, fmt.Errorf("list sagas: %w", err)
 	}
 	limit := max(1, min(f.Limit, persistence.MaxSagaList))
+	top := "+inf"
+	if f.After != nil {
+		top = strconv.FormatInt(f.After.StartedAt.UnixMilli(), 10)
+	}
 	var out []persistence.SagaRecord
 	const page = 500
-	for start := int64(0); start < maxSagaScan && len(out) < limit; start += page {
-		members, err := s.client.ZRevRange(ctx, s.keys.sagaStarted(), start, start+page-1).Result()
+	var last *persistence.SagaCursor
+	for offset, scanned := int64(0), 0; ; offset += page {
+		zs, err := s.client.ZRevRangeByScoreWithScores(ctx, s.keys.sagaStarted(), &goredis.ZRangeBy{
+			Max: top, Min: "-inf", Offset: offset, Count: page,
+		}).Result()
 		if err != nil {
-			return nil, fmt.Errorf("list sagas: %w", err)
+			return nil, nil, fmt.Errorf("list sagas: %w", err)
+		}
+		members := make([]string, 0, len(zs))
+		for _, z := range zs {
+			m, _ := z.Member.(string)
+			kind, id, _ := strings.Cut(m, "/")
+			if f.After != nil && !persistence.SagaBefore(*f.After, persistence.SagaRecord{Kind: kind, ID: id, StartedAt: time.UnixMilli(int64(z.Score))}) {
+				continue // listed on an earlier page (same millisecond)
+			}
+			members = append(members, m)
 		}
 		recs, err := s.sagaRecords(ctx, members)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, r := range recs {
-			if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, r.Status)) && (len(f.Kinds) == 0 || slices.Contains(f.Kinds, r.Kind)) && len(out) < limit {
+			if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, r.Status)) && (len(f.Kinds) == 0 || slices.Contains(f.Kinds, r.Kind)) {
+				if len(out) == limit {
+					// One more matches: the page is full and not the last.
+					l := out[limit-1]
+					return out, &persistence.SagaCursor{StartedAt: l.StartedAt, Kind: l.Kind, ID: l.ID}, nil
+				}
 				out = append(out, r)
 			}
 		}
-		if len(members) < page {
-			break
+		if n := len(zs); n > 0 {
+			m, _ := zs[n-1].Member.(string)
+			kind, id, _ := strings.Cut(m, "/")
+			last = &persistence.SagaCursor{StartedAt: time.UnixMilli(int64(zs[n-1].Score)), Kind: kind, ID: id}
+		}
+		scanned += len(zs)
+		if len(zs) < page {
+			return out, nil, nil
+		}
+		if scanned >= maxSagaScan {
+			return out, last, nil
 		}
 	}
-	return out, nil
 }
 
 // OpenSagas implements persistence.SagaIndex.
