@@ -27,12 +27,20 @@ import (
 // (the request may still be applied), CodeServiceUnavailable when no member
 // could host the grain. Cancelling ctx early does not interrupt an attempt
 // in flight.
-func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any, error) {
-	deadline := time.Now().Add(m.cfg.RequestTimeout)
+func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (resp any, err error) {
+	start := time.Now()
+	attempts := 0
+	if m.metrics != nil {
+		defer func() { m.metrics.observeCall(kind, time.Since(start), attempts, err) }()
+	}
+	return m.call(ctx, kind, identity, msg, start, &attempts)
+}
+
+func (m *Member) call(ctx context.Context, kind, identity string, msg any, start time.Time, attempts *int) (any, error) {
+	deadline := start.Add(m.cfg.RequestTimeout)
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = dl
 	}
-	start := time.Now()
 	var lastErr error
 	for attempt := 1; ; attempt++ {
 		remaining := time.Until(deadline)
@@ -45,6 +53,7 @@ func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any,
 			}
 			return nil, lastErr
 		}
+		*attempts = attempt
 		timeout := min(remaining, m.cfg.AttemptTimeout)
 		// Pass the root context and timeout explicitly: the package-level
 		// defaults are shared by every cluster in the process.

@@ -145,6 +145,7 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 		Participants: saga.Participants{Call: m, Services: serviceCalls{m.services}},
 		Deadline:     cfg.Saga.Deadline, StepTimeout: cfg.Saga.StepTimeout, MaxDrive: cfg.Saga.MaxDrive,
 		Reminders: scheduler{m.registry.Reminders},
+		Outcomes:  m.sagaOutcomes(),
 	}
 	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
 		out = append(out, pcluster.NewKind(def.Kind, saga.Props(def, sc)))

@@ -155,6 +155,7 @@ type Member struct {
 	stopReminders context.CancelFunc
 	remindersDone chan struct{}
 	poller        *reminder.Poller
+	metrics       *memberMetrics
 }
 
 // ID is the member's id in the cluster (what X-Served-By shows). A restarted
@@ -186,7 +187,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 	// The member exists before its cluster so that grains and services can
 	// hold it as their way to call other grains; no call happens before
 	// StartMember.
-	m = &Member{System: system, cfg: cfg, log: logger.With("member", system.ID), registry: grains.Registry.withDefaults()}
+	m = &Member{System: system, cfg: cfg, log: logger.With("member", system.ID), registry: grains.Registry.withDefaults(), metrics: newMemberMetrics()}
 	if m.services, err = balancer.NewSet(grains.Clients, ServiceSource{Member: m, PerMember: grains.PerMember}, system.Root); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,13 @@
 //
 //	granary_http_requests_total{method,route,status}            gateway (http/gateway)
 //	granary_http_request_duration_seconds{method,route,status}  gateway
-//	granary_grain_activations{kind}                              gateway, from the member's cluster kinds
+//	granary_build_info{version,revision,goversion}               NewRegistry (always 1)
+//	granary_grains_active{kind}                                  gateway, from the member's cluster kinds
+//	granary_grain_call_duration_seconds{kind,result}             cluster (Member.Call), registered by the gateway
+//	granary_grain_call_retries_total{kind}                       same
+//	granary_saga_duration_seconds{kind,status}                   cluster (saga outcomes), registered by the gateway
+//	granary_projection_lag{projection}                           gateway, from the projections' status at scrape
+//	granary_stream_subscribers{pool}                             gateway (live SSE streams: user, admin)
 //	granary_ratelimit_rejected_total{by}                         http/ratelimit
 //	granary_ratelimit_errors_total                               http/ratelimit (Redis failed; request let through)
 //	granary_idempotency_requests_total{outcome}                  http/idempotency
@@ -28,12 +34,14 @@ import (
 const Namespace = "granary"
 
 // NewRegistry returns a registry holding the Go runtime and process
-// collectors; each part of the process registers its own metrics on it.
+// collectors and granary_build_info; each part of the process registers its
+// own metrics on it.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(ThisBuild()),
 	)
 	return reg
 }

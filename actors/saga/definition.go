@@ -68,6 +68,15 @@ type Config struct {
 	// Reminders wake a scheduled saga at its time, on whichever member
 	// hosts it then (nil: no scheduled sagas).
 	Reminders Reminders
+	// Outcomes hears of every saga this member finishes, once (nil: none
+	// listens).
+	Outcomes Outcomes
+}
+
+// Outcomes hears how sagas end: kind, final status and the time from the
+// saga's start to its end.
+type Outcomes interface {
+	SagaFinished(kind, status string, took time.Duration)
 }
 
 // Reminders are the durable timers a scheduled saga is woken by (see

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -181,8 +182,10 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	now := g.cfg.Now()
+	var finished *messages.SagaFinished
 	_, err := g.host.Execute(ctx, "", func(s *messages.SagaState) ([]*messages.SagaEvent, error) {
-		ev := next(s)
+		ev := next(s) // again after a conflict: only the last decision is stored
+		finished = ev.GetFinished()
 		if ev == nil {
 			return nil, nil
 		}
@@ -191,6 +194,13 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	})
 	if err != nil {
 		return err
+	}
+	if finished != nil && g.cfg.Outcomes != nil {
+		// Recorded once: only the activation whose append stored the end
+		// gets here with it.
+		s := g.host.State()
+		g.cfg.Outcomes.SagaFinished(strings.TrimSuffix(s.GetKind(), "_saga"), finished.GetStatus(),
+			now.Sub(time.UnixMilli(s.GetStartedAtUnixMs())))
 	}
 	if err := g.cfg.Store.PutSaga(ctx, record(g.host.State())); err != nil {
 		// The journal is the truth; the sweep rewrites the index later.

@@ -175,12 +175,12 @@ func vmRSS(t *testing.T, pid int) int64 {
 	return 0
 }
 
-// grainActivations reads granary_grain_activations per kind from /metrics.
+// grainActivations reads granary_grains_active per kind from /metrics.
 func grainActivations(t *testing.T, c client) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for series, v := range scrape(t, c) {
-		if rest, ok := strings.CutPrefix(series, `granary_grain_activations{kind="`); ok {
+		if rest, ok := strings.CutPrefix(series, `granary_grains_active{kind="`); ok {
 			out[strings.TrimSuffix(rest, `"}`)] = int(v)
 		}
 	}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -78,10 +79,10 @@ func TestMetrics(t *testing.T) {
 	if v := metricValue(t, text, "granary_http_request_duration_seconds_count", `{method="GET",route="/api/v1/accounts/:id",status="200"}`); v != 2 {
 		t.Errorf("latency samples %v, want 2", v)
 	}
-	if v := metricValue(t, text, "granary_grain_activations", `{kind="account"}`); v != 1 {
+	if v := metricValue(t, text, "granary_grains_active", `{kind="account"}`); v != 1 {
 		t.Errorf("account activations %v, want 1", v)
 	}
-	if v := metricValue(t, text, "granary_grain_activations", `{kind="counter"}`); v != 1 {
+	if v := metricValue(t, text, "granary_grains_active", `{kind="counter"}`); v != 1 {
 		t.Errorf("counter activations %v, want 1", v)
 	}
 	if v := metricValue(t, text, "granary_ratelimit_rejected_total", `{by="address"}`); v != 0 {
@@ -92,6 +93,55 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("runtime metric %s missing", name)
 		}
 	}
+}
+
+// TestOperatorMetrics: saga outcomes and durations, grain call latency
+// and retries, projection lag, live streams and the build, as an operator
+// reads them after some traffic.
+func TestOperatorMetrics(t *testing.T) {
+	h := newHarness(t)
+	alice := token(t, "alice")
+	a, b := h.open(alice, "OPM-A", 100), h.open(alice, "OPM-B", 0)
+	h.do("POST", "/api/v1/transfers", alice, fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":40}`, a.ID, b.ID)).
+		decodeStatus(t, http.StatusCreated, &map[string]any{})
+	h.do("POST", "/api/v1/transfers", alice, fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":400}`, a.ID, b.ID)).
+		problem(t, http.StatusUnprocessableEntity, "saga_failed")
+	// The summary catches up, so the lag read below is a settled 0.
+	h.do("GET", "/api/v1/accounts/"+b.ID+"/summary?min_version=2", alice, "").decodeStatus(t, http.StatusOK, &map[string]any{})
+
+	text := string(h.do("GET", "/metrics", "", "").body)
+	if v := metricValue(t, text, "granary_saga_duration_seconds_count", `{kind="transfer",status="completed"}`); v != 1 {
+		t.Errorf("completed transfers %v, want 1", v)
+	}
+	if v := metricValue(t, text, "granary_saga_duration_seconds_count", `{kind="transfer",status="compensated"}`); v != 1 {
+		t.Errorf("compensated transfers %v, want 1", v)
+	}
+	if v := metricValue(t, text, "granary_grain_call_duration_seconds_count", `{kind="account",result="ok"}`); v < 4 {
+		t.Errorf("account calls answered %v, want at least the two opens and the transfers' steps", v)
+	}
+	if strings.Contains(text, `granary_grain_call_retries_total{kind="account"}`) {
+		t.Errorf("retries counted on a healthy single member:\n%s", grep(text, "granary_grain_call_retries_total"))
+	}
+	if v := metricValue(t, text, "granary_projection_lag", `{projection="account_summary"}`); v != 0 {
+		t.Errorf("account_summary lag %v after catching up, want 0", v)
+	}
+	if v := metricValue(t, text, "granary_stream_subscribers", `{pool="user"}`); v != 0 {
+		t.Errorf("user streams %v with none open", v)
+	}
+	if !strings.Contains(text, "granary_build_info{") || !strings.Contains(text, `goversion="go`) {
+		t.Errorf("build info missing:\n%s", grep(text, "build_info"))
+	}
+}
+
+// grep is the lines of text that contain s, for failure messages.
+func grep(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestMetricsRegistryShared: the gateway serves the registry it is given,

@@ -104,7 +104,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 }
 
 func (g *Gateway) buildMiddleware() error {
-	m, err := newHTTPMetrics(g.registry, g.deps.Member)
+	m, err := newHTTPMetrics(g.registry, g)
 	if err != nil {
 		return err
 	}

@@ -96,6 +96,13 @@ func (s *streamSlots) acquire(p auth.Principal) (release func(), err error) {
 	}, nil
 }
 
+// counts are the streams open now in each pool.
+func (s *streamSlots) counts() (users, admins int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.openUsers, s.openAdmin
+}
+
 // serveStream runs serve as a stream of the caller's: it holds one of the
 // caller's slots throughout. HEAD gets the stream's status and headers and
 // ends there, as a GET would go on with events.
