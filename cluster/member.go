@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"granary/persistence/reminder"
 	"log/slog"
 	"net"
 	"strconv"
@@ -26,6 +25,8 @@ import (
 	"granary/actors/projection"
 	"granary/actors/saga"
 	"granary/cluster/balancer"
+	"granary/internal/logx"
+	"granary/persistence/reminder"
 )
 
 // Provider names.
@@ -176,8 +177,10 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 	}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		// Proto.Actor logs each retried request at error level; keep its
-		// chatter at warn and above so our own logs stay readable.
-		return slog.New(levelFloor{logger.Handler(), slog.LevelWarn}).With("lib", "protoactor")
+		// chatter at warn and above so our own logs stay readable, and a
+		// line it repeats (every second for a static peer that is down)
+		// once per 30 s with a count.
+		return slog.New(logx.Dedupe(levelFloor{logger.Handler(), slog.LevelWarn}, slog.LevelWarn, 30*time.Second, 256)).With("lib", "protoactor")
 	}))
 	compactRegistry(system)
 	provider, err := newProvider(cfg)

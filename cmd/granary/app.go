@@ -19,6 +19,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
 
+	"granary/internal/logx"
+
 	"granary/actors/inventory"
 	"granary/cluster"
 	"granary/http/auth"
@@ -69,6 +71,13 @@ func seedStock(ctx context.Context, member *cluster.Member, log *slog.Logger) er
 	return nil
 }
 
+// libRepeatWindow and libRepeatKeys bound how often a library may repeat
+// one log line (see logx.Dedupe).
+const (
+	libRepeatWindow = 30 * time.Second
+	libRepeatKeys   = 256
+)
+
 // registerBackends plugs the backends this binary ships into the
 // persistence registry, once per process.
 var registerBackends = sync.OnceFunc(func() {
@@ -88,6 +97,9 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	// go-redis prints pool and connection trouble with its own logger,
+	// process-wide: route it through ours, a repeated line once per 30 s.
+	goredis.SetLogger(logx.Redis(slog.New(logx.Dedupe(log.Handler(), slog.LevelWarn, libRepeatWindow, libRepeatKeys))))
 	for _, w := range cfg.warnings {
 		log.Warn(w)
 	}

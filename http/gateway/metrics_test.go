@@ -209,10 +209,14 @@ func TestRequestScopedLogs(t *testing.T) {
 	}))
 	h.do("GET", "/health", "", "", "X-Request-ID", "trace-42")
 	h.do("GET", "/api/v1/accounts/acc_"+strings.Repeat("0", 24), "", "", "X-Request-ID", "trace-43").problem(t, http.StatusUnauthorized, "unauthorized")
+	h.do("GET", "/api/v1/accounts/acc_"+strings.Repeat("0", 24), token(t, "carol"), "", "X-Request-ID", "trace-44").problem(t, http.StatusNotFound, "not_found")
 	out := logs.String()
 	for _, want := range []string{
 		`msg=request request_id=trace-42 method=GET path=/health route=/health status=200`,
 		`msg=request request_id=trace-43 method=GET path=/api/v1/accounts/acc_000000000000000000000000 route=/api/v1/accounts/:id status=401`,
+		// The access line names the caller and the problem's code.
+		`code=unauthorized`,
+		`subject=carol code=not_found`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"granary/http/auth"
+	"granary/http/problem"
 	"granary/http/ratelimit"
 	"granary/http/reqlog"
 	"granary/messages"
@@ -58,12 +59,21 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		g.metrics.observe(req.Method, route, status, took)
 		// Typed attributes: the access line is on every request's path.
-		g.deps.Logger.LogAttrs(req.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", id),
+		attrs := make([]slog.Attr, 0, 11)
+		attrs = append(attrs, slog.String("request_id", id),
 			slog.String("method", req.Method), slog.String("path", req.URL.Path), slog.String("route", route), slog.Int("status", status),
 			slog.Float64("latency_ms", float64(took)/float64(time.Millisecond)),
 			slog.String("client", ratelimit.ClientAddr(req, g.cfg.TrustedProxies).String()),
 			slog.String("served_by", c.Response().Header().Get(headerServedBy)))
+		// Who asked, and what went wrong in the contract's words: enough
+		// to find a user's failing requests without their bodies.
+		if sub := principal(c).Subject; sub != "" {
+			attrs = append(attrs, slog.String("subject", sub))
+		}
+		if code, _ := c.Get(problem.CodeKey).(string); code != "" {
+			attrs = append(attrs, slog.String("code", code))
+		}
+		g.deps.Logger.LogAttrs(req.Context(), slog.LevelInfo, "request", attrs...)
 		return nil
 	}
 }

@@ -63,6 +63,10 @@ func StatusOf(code string) int {
 // retryAfterSeconds is what a 503 tells clients to wait.
 const retryAfterSeconds = 1
 
+// CodeKey is where Handler leaves, in the echo.Context, the code of the
+// problem it rendered, for the access log.
+const CodeKey = "granary.problem_code"
+
 // Handler returns Echo's HTTPErrorHandler: it renders *messages.Failure,
 // Echo's own errors (404/405/413/...) and anything else (as 500, logged,
 // with no internals leaked). It logs with the request's logger (see
@@ -93,6 +97,7 @@ func Handler(log *slog.Logger) echo.HTTPErrorHandler {
 			Instance:  c.Request().URL.Path,
 			RequestID: c.Response().Header().Get(echo.HeaderXRequestID),
 		}
+		c.Set(CodeKey, p.Code)
 		body := mustJSON(p)
 		var ext *extended
 		if errors.As(err, &ext) && status < 500 {
