@@ -207,41 +207,59 @@ func TestSchemaCheckRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jsonHeader := http.Header{"Content-Type": {"application/json"}}
 	account := `{"id":"a1","account_number":"ACC-1","owner":"u1","owner_name":"O","balance":100,"version":1,"closed":false}`
+	// A problem composed with allOf (Problem plus the saga) is exact too.
+	failed := `{"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"d","code":"saga_failed",` +
+		`"transfer":{"transfer_id":"t1","from_account":"a","to_account":"b","amount":5,"status":"compensated",` +
+		`"failed_step":"deposit","error":"e","steps":[]}}`
+	// An event's data is checked against the schema of its type.
+	deposit := `{"events":[{"version":2,"type":"MoneyDeposited","occurred_at":"2026-01-02T03:04:05Z",` +
+		`"data":{"amount":5,"description":""}}],"next_after_version":null}`
+	const (
+		getAccount = "GET /api/v1/accounts/a1"
+		transfer   = "POST /api/v1/transfers"
+		events     = "GET /api/v1/accounts/a1/events"
+		// Paths the document does not describe are the proxy's, not checked.
+		proxied = "GET /api/bench/anything"
+	)
 	cases := []struct {
-		name   string
-		status int
-		body   string
-		ok     bool
+		name, op string
+		status   int
+		body     string
+		ok       bool
 	}{
-		{"the documented shape", http.StatusOK, account, true},
-		{"balance as a string", http.StatusOK, strings.Replace(account, `"balance":100`, `"balance":"100"`, 1), false},
-		{"a required field missing", http.StatusOK, strings.Replace(account, `"closed":false`, `"x":1`, 1), false},
-		{"an undocumented field", http.StatusOK, strings.Replace(account, `}`, `,"extra":1}`, 1), false},
-		{"an undocumented status", http.StatusTeapot, account, false},
+		{"the documented shape", getAccount, http.StatusOK, account, true},
+		{"balance as a string", getAccount, http.StatusOK, strings.Replace(account, `"balance":100`, `"balance":"100"`, 1), false},
+		{"a required field missing", getAccount, http.StatusOK, strings.Replace(account, `"closed":false`, `"x":1`, 1), false},
+		{"an undocumented field", getAccount, http.StatusOK, strings.Replace(account, `}`, `,"extra":1}`, 1), false},
+		{"an undocumented status", getAccount, http.StatusTeapot, account, false},
+		{"a saga problem", transfer, http.StatusUnprocessableEntity, failed, true},
+		{"a saga problem with an extra field", transfer, http.StatusUnprocessableEntity, strings.Replace(failed, `"code"`, `"extra":1,"code"`, 1), false},
+		{"a saga problem with an extra saga field", transfer, http.StatusUnprocessableEntity, strings.Replace(failed, `"steps":[]`, `"steps":[],"extra":1`, 1), false},
+		{"a deposit event", events, http.StatusOK, deposit, true},
+		{"a deposit of a string amount", events, http.StatusOK, strings.Replace(deposit, `"amount":5`, `"amount":"5"`, 1), false},
+		{"a closing with a deposit's data", events, http.StatusOK, strings.Replace(deposit, `"MoneyDeposited"`, `"AccountClosed"`, 1), false},
+		{"an unknown event type", events, http.StatusOK, strings.Replace(deposit, `"MoneyDeposited"`, `"MoneyLost"`, 1), false},
+		{"a proxied path", proxied, http.StatusTeapot, `{}`, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/api/v1/accounts/a1", nil)
+			method, path, _ := strings.Cut(tc.op, " ")
+			req, err := http.NewRequest(method, "http://127.0.0.1"+path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.checkResponse(req, tc.status, jsonHeader, []byte(tc.body))
+			ct := "application/json"
+			if tc.status >= 400 && tc.status != http.StatusTeapot {
+				ct = "application/problem+json"
+			}
+			err = c.checkResponse(req, tc.status, http.Header{"Content-Type": {ct}}, []byte(tc.body))
 			if tc.ok && err != nil {
-				t.Errorf("refused a valid answer: %v", err)
+				t.Errorf("%s %d refused: %v", tc.op, tc.status, err)
 			}
 			if !tc.ok && err == nil {
-				t.Errorf("accepted %s", tc.body)
+				t.Errorf("%s %d accepted %s", tc.op, tc.status, tc.body)
 			}
 		})
-	}
-	// Paths the document does not describe are the proxy's, not checked.
-	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1/api/bench/anything", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.checkResponse(req, http.StatusTeapot, jsonHeader, []byte(`{}`)); err != nil {
-		t.Errorf("checked an undocumented path: %v", err)
 	}
 }
