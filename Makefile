@@ -7,7 +7,7 @@ PGG_PIN   := v1.36.12
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 PROVIDER  ?= automanaged
 
-.PHONY: help chaos run build test test-short bench bench-scale bench-go generate check-generated vet fmt cluster cluster-stop clean
+.PHONY: help chaos run build test test-short bench bench-scale bench-go generate check-generated openapi-lint vet fmt cluster cluster-stop clean
 
 run: ## start one member + gateway on the embedded store, print URL and dev token
 	$(GO) run ./cmd/granary dev
@@ -45,6 +45,9 @@ generate: ## regenerate protobuf code (Debian protoc + Go-installed plugin)
 
 check-generated: generate ## fail when committed generated code is stale
 	git diff --exit-code -- messages/ examples/
+
+openapi-lint: ## lint docs/openapi.yaml with the pinned Redocly CLI (needs npx); any error or warning fails
+	./scripts/openapi-lint
 
 vet:
 	$(GO) vet ./...

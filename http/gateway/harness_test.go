@@ -83,6 +83,8 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	// The concurrency test runs 50 clients at once; keep their connections
 	// alive instead of churning through ephemeral ports.
 	srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = 100
+	// Every answer the tests get is checked against docs/openapi.yaml.
+	srv.Client().Transport = newSchemaCheck(t, srv.Client().Transport)
 	// Registered after the cluster's cleanup, so it runs first: no request
 	// is in flight when the member stops.
 	t.Cleanup(srv.Close)
@@ -151,6 +153,7 @@ func (h *harness) siblingOn(m *cluster.Member, cfg gateway.Config, deps ...func(
 	}
 	s.gw = h.newGateway(m, cfg, adjust)
 	s.srv = httptest.NewServer(s.gw.Handler())
+	s.srv.Client().Transport = newSchemaCheck(h.t, s.srv.Client().Transport)
 	h.t.Cleanup(s.gw.Close) // after srv.Close: its background loops end
 	h.t.Cleanup(s.srv.Close)
 	return s
