@@ -9,11 +9,8 @@ import (
 	"math"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Kind is the cluster kind of counter grains.
@@ -81,43 +78,29 @@ const (
 	TypeReset       = "CounterReset"
 )
 
-func typeOf(ev *messages.CounterEvent) string {
-	switch ev.GetEvent().(type) {
-	case *messages.CounterEvent_Incremented:
-		return TypeIncremented
-	case *messages.CounterEvent_Reset_:
-		return TypeReset
-	}
-	return ""
-}
+// codec is built once: every activation gets a copy that differs in its
+// stream only, so a counter costs no more than the Codec struct itself.
+var codec = es.ProtoCodec(es.Proto[State, *messages.CounterEvent, *messages.CounterSnapshot]{
+	Stream:  GrainStream,
+	Apply:   Apply,
+	Version: func(s State) uint64 { return s.Version },
+	Types: []es.EventType[*messages.CounterEvent]{
+		{Name: TypeIncremented, Is: func(ev *messages.CounterEvent) bool { return ev.GetIncremented() != nil }},
+		{Name: TypeReset, Is: func(ev *messages.CounterEvent) bool { return ev.GetReset_() != nil }},
+	},
+	Snapshot: func(s State, recent []string) *messages.CounterSnapshot {
+		return &messages.CounterSnapshot{Value: s.Value, Version: s.Version, RecentCommandIds: recent}
+	},
+	Restore: func(snap *messages.CounterSnapshot) (State, []string) {
+		return State{Value: snap.GetValue(), Version: snap.GetVersion()}, snap.GetRecentCommandIds()
+	},
+})
 
 // Codec stores counters whose stream is named by stream.
 func Codec(stream func(id string) string) *es.Codec[State, *messages.CounterEvent] {
-	return &es.Codec[State, *messages.CounterEvent]{
-		Stream:  stream,
-		Apply:   Apply,
-		Version: func(s State) uint64 { return s.Version },
-		Encode: func(ev *messages.CounterEvent) (persistence.EventData, error) {
-			data, err := proto.Marshal(ev)
-			return persistence.EventData{Type: typeOf(ev), Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
-		},
-		Decode: func(e persistence.Event) (*messages.CounterEvent, error) {
-			var ev messages.CounterEvent
-			if err := proto.Unmarshal(e.Data, &ev); err != nil || typeOf(&ev) != e.Type {
-				return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-			}
-			return &ev, nil
-		},
-		CommandID: func(ev *messages.CounterEvent) string { return ev.GetCommandId() },
-		EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-			return proto.Marshal(&messages.CounterSnapshot{Value: s.Value, Version: s.Version, RecentCommandIds: recent})
-		},
-		DecodeSnapshot: func(data []byte) (State, []string, error) {
-			var snap messages.CounterSnapshot
-			err := proto.Unmarshal(data, &snap)
-			return State{Value: snap.GetValue(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
-		},
-	}
+	c := *codec
+	c.Stream = stream
+	return &c
 }
 
 // GrainStream is the journal stream of counter grain name.

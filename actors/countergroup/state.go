@@ -11,11 +11,8 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Kind is the cluster kind of counter groups.
@@ -87,38 +84,18 @@ func apply(s State, _ string, ev *messages.CounterGroupEvent) State {
 }
 
 // Event type names are stored in the journal: never rename them.
-const (
-	typeSpawned = "CounterSpawned"
-	typeStopped = "CounterStopped"
-)
-
-var codec = es.Codec[State, *messages.CounterGroupEvent]{
+var codec = *es.ProtoCodec(es.Proto[State, *messages.CounterGroupEvent, *messages.CounterGroupSnapshot]{
 	Stream:  Stream,
 	Apply:   apply,
 	Version: func(s State) uint64 { return s.Version },
-	Encode: func(ev *messages.CounterGroupEvent) (persistence.EventData, error) {
-		data, err := proto.Marshal(ev)
-		typ := typeSpawned
-		if ev.GetStopped() != nil {
-			typ = typeStopped
-		}
-		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+	Types: []es.EventType[*messages.CounterGroupEvent]{
+		{Name: "CounterSpawned", Is: func(ev *messages.CounterGroupEvent) bool { return ev.GetSpawned() != nil }},
+		{Name: "CounterStopped", Is: func(ev *messages.CounterGroupEvent) bool { return ev.GetStopped() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.CounterGroupEvent, error) {
-		var ev messages.CounterGroupEvent
-		err := proto.Unmarshal(e.Data, &ev)
-		if ok := (e.Type == typeSpawned && ev.GetSpawned() != nil) || (e.Type == typeStopped && ev.GetStopped() != nil); err != nil || !ok {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(s State, recent []string) *messages.CounterGroupSnapshot {
+		return &messages.CounterGroupSnapshot{Counters: s.Counters, Stopped: s.Stopped, Version: s.Version, RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.CounterGroupEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.CounterGroupSnapshot{Counters: s.Counters, Stopped: s.Stopped, Version: s.Version, RecentCommandIds: recent})
+	Restore: func(snap *messages.CounterGroupSnapshot) (State, []string) {
+		return State{Counters: snap.GetCounters(), Stopped: snap.GetStopped(), Version: snap.GetVersion()}, snap.GetRecentCommandIds()
 	},
-	DecodeSnapshot: func(data []byte) (State, []string, error) {
-		var snap messages.CounterGroupSnapshot
-		err := proto.Unmarshal(data, &snap)
-		return State{Counters: snap.GetCounters(), Stopped: snap.GetStopped(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
-	},
-}
+})

@@ -6,15 +6,11 @@
 package inventory
 
 import (
-	"fmt"
 	"maps"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Kind is the cluster kind of inventory grains; the identity is the
@@ -108,42 +104,22 @@ func Apply(s State, _ string, ev *messages.InventoryEvent) State {
 	return s
 }
 
-func typeOf(ev *messages.InventoryEvent) string {
-	switch ev.GetEvent().(type) {
-	case *messages.InventoryEvent_Set:
-		return "StockSet"
-	case *messages.InventoryEvent_Reserved:
-		return "StockReserved"
-	case *messages.InventoryEvent_Released:
-		return "StockReleased"
-	}
-	return ""
-}
-
 func stream(product string) string { return "inventory-" + product }
 
-var codec = es.Codec[State, *messages.InventoryEvent]{
+// Event type names are stored in the journal: never rename them.
+var codec = *es.ProtoCodec(es.Proto[State, *messages.InventoryEvent, *messages.InventorySnapshot]{
 	Stream:  stream,
 	Apply:   Apply,
 	Version: func(s State) uint64 { return s.Version },
-	Encode: func(ev *messages.InventoryEvent) (persistence.EventData, error) {
-		data, err := proto.Marshal(ev)
-		return persistence.EventData{Type: typeOf(ev), Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+	Types: []es.EventType[*messages.InventoryEvent]{
+		{Name: "StockSet", Is: func(ev *messages.InventoryEvent) bool { return ev.GetSet() != nil }},
+		{Name: "StockReserved", Is: func(ev *messages.InventoryEvent) bool { return ev.GetReserved() != nil }},
+		{Name: "StockReleased", Is: func(ev *messages.InventoryEvent) bool { return ev.GetReleased() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.InventoryEvent, error) {
-		var ev messages.InventoryEvent
-		if err := proto.Unmarshal(e.Data, &ev); err != nil || typeOf(&ev) != e.Type {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(s State, recent []string) *messages.InventorySnapshot {
+		return &messages.InventorySnapshot{Available: s.Available, Known: s.Known, Version: s.Version, Held: s.Held, RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.InventoryEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.InventorySnapshot{Available: s.Available, Known: s.Known, Version: s.Version, Held: s.Held, RecentCommandIds: recent})
+	Restore: func(snap *messages.InventorySnapshot) (State, []string) {
+		return State{Known: snap.GetKnown(), Available: snap.GetAvailable(), Held: snap.GetHeld(), Version: snap.GetVersion()}, snap.GetRecentCommandIds()
 	},
-	DecodeSnapshot: func(data []byte) (State, []string, error) {
-		var snap messages.InventorySnapshot
-		err := proto.Unmarshal(data, &snap)
-		return State{Known: snap.GetKnown(), Available: snap.GetAvailable(), Held: snap.GetHeld(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
-	},
-}
+})

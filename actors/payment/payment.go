@@ -8,14 +8,10 @@ package payment
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Kind is the cluster kind of payment grains.
@@ -106,40 +102,21 @@ func Apply(s State, id string, ev *messages.PaymentEvent) State {
 	return s
 }
 
-func typeOf(ev *messages.PaymentEvent) string {
-	switch ev.GetEvent().(type) {
-	case *messages.PaymentEvent_Completed:
-		return "PaymentCompleted"
-	case *messages.PaymentEvent_Refunded:
-		return "PaymentRefunded"
-	}
-	return ""
-}
-
-var codec = es.Codec[State, *messages.PaymentEvent]{
+// Event type names are stored in the journal: never rename them.
+var codec = *es.ProtoCodec(es.Proto[State, *messages.PaymentEvent, *messages.PaymentSnapshot]{
 	Stream:  func(id string) string { return "payment-" + id },
 	Apply:   Apply,
 	Version: func(s State) uint64 { return s.Version },
-	Encode: func(ev *messages.PaymentEvent) (persistence.EventData, error) {
-		data, err := proto.Marshal(ev)
-		return persistence.EventData{Type: typeOf(ev), Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, err
+	Types: []es.EventType[*messages.PaymentEvent]{
+		{Name: "PaymentCompleted", Is: func(ev *messages.PaymentEvent) bool { return ev.GetCompleted() != nil }},
+		{Name: "PaymentRefunded", Is: func(ev *messages.PaymentEvent) bool { return ev.GetRefunded() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.PaymentEvent, error) {
-		var ev messages.PaymentEvent
-		if err := proto.Unmarshal(e.Data, &ev); err != nil || typeOf(&ev) != e.Type {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(s State, recent []string) *messages.PaymentSnapshot {
+		return &messages.PaymentSnapshot{State: s.ToProto(), RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.PaymentEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(s State, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.PaymentSnapshot{State: s.ToProto(), RecentCommandIds: recent})
-	},
-	DecodeSnapshot: func(data []byte) (State, []string, error) {
-		var snap messages.PaymentSnapshot
-		err := proto.Unmarshal(data, &snap)
+	Restore: func(snap *messages.PaymentSnapshot) (State, []string) {
 		st := snap.GetState()
 		return State{ID: st.GetPaymentId(), UserID: st.GetUserId(), Amount: st.GetAmount(), Status: st.GetStatus(),
-			SagaID: st.GetSagaId(), Version: st.GetVersion()}, snap.GetRecentCommandIds(), err
+			SagaID: st.GetSagaId(), Version: st.GetVersion()}, snap.GetRecentCommandIds()
 	},
-}
+})

@@ -1,14 +1,10 @@
 package registry
 
 import (
-	"fmt"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"granary/actors/es"
 	"granary/messages"
-	"granary/persistence"
 )
 
 // Instance is a registered instance folded from its events; the zero
@@ -110,61 +106,32 @@ func ApplyInstance(s Instance, _ string, ev *messages.InstanceEvent) Instance {
 	return s
 }
 
-// Event type names in the journal: stored forever.
-var instanceTypes = map[string]func(*messages.InstanceEvent) bool{
-	"InstanceRegistered":       func(e *messages.InstanceEvent) bool { return e.GetRegistered() != nil },
-	"InstanceHeartbeatLost":    func(e *messages.InstanceEvent) bool { return e.GetHeartbeatLost() != nil },
-	"InstanceHeartbeatResumed": func(e *messages.InstanceEvent) bool { return e.GetHeartbeatResumed() != nil },
-	"InstanceProbeFailed":      func(e *messages.InstanceEvent) bool { return e.GetProbeFailed() != nil },
-	"InstanceProbeRecovered":   func(e *messages.InstanceEvent) bool { return e.GetProbeRecovered() != nil },
-	"InstanceRemoved":          func(e *messages.InstanceEvent) bool { return e.GetRemoved() != nil },
-}
-
-func instanceType(ev *messages.InstanceEvent) string {
-	for name, is := range instanceTypes {
-		if is(ev) {
-			return name
-		}
-	}
-	return ""
-}
-
 // InstanceStream names an instance's journal stream.
 func InstanceStream(identity string) string { return "svcinst-" + identity }
 
-var instanceCodec = es.Codec[Instance, *messages.InstanceEvent]{
+// Event type names in the journal: stored forever.
+var instanceCodec = *es.ProtoCodec(es.Proto[Instance, *messages.InstanceEvent, *messages.InstanceSnapshot]{
 	Stream:  InstanceStream,
 	Apply:   ApplyInstance,
 	Version: func(s Instance) uint64 { return s.Version },
-	Encode: func(ev *messages.InstanceEvent) (persistence.EventData, error) {
-		typ := instanceType(ev)
-		data, err := proto.Marshal(ev)
-		if err != nil || typ == "" {
-			return persistence.EventData{}, fmt.Errorf("encode instance event %T: %v", ev.GetEvent(), err)
-		}
-		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, nil
+	Types: []es.EventType[*messages.InstanceEvent]{
+		{Name: "InstanceRegistered", Is: func(e *messages.InstanceEvent) bool { return e.GetRegistered() != nil }},
+		{Name: "InstanceHeartbeatLost", Is: func(e *messages.InstanceEvent) bool { return e.GetHeartbeatLost() != nil }},
+		{Name: "InstanceHeartbeatResumed", Is: func(e *messages.InstanceEvent) bool { return e.GetHeartbeatResumed() != nil }},
+		{Name: "InstanceProbeFailed", Is: func(e *messages.InstanceEvent) bool { return e.GetProbeFailed() != nil }},
+		{Name: "InstanceProbeRecovered", Is: func(e *messages.InstanceEvent) bool { return e.GetProbeRecovered() != nil }},
+		{Name: "InstanceRemoved", Is: func(e *messages.InstanceEvent) bool { return e.GetRemoved() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.InstanceEvent, error) {
-		var ev messages.InstanceEvent
-		err := proto.Unmarshal(e.Data, &ev)
-		if is := instanceTypes[e.Type]; err != nil || is == nil || !is(&ev) {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(s Instance, recent []string) *messages.InstanceSnapshot {
+		return &messages.InstanceSnapshot{State: s.ToProto("", "", time.Time{}), RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.InstanceEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(s Instance, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.InstanceSnapshot{State: s.ToProto("", "", time.Time{}), RecentCommandIds: recent})
-	},
-	DecodeSnapshot: func(data []byte) (Instance, []string, error) {
-		var snap messages.InstanceSnapshot
-		err := proto.Unmarshal(data, &snap)
+	Restore: func(snap *messages.InstanceSnapshot) (Instance, []string) {
 		st := snap.GetState()
 		return Instance{Spec: st.GetSpec(), RegisteredAt: st.GetRegisteredAtUnixMs(), RegBeat: st.GetLastHeartbeatUnixMs(),
 			HeartbeatLost: st.GetHeartbeatLost(), ProbeFailing: st.GetProbeFailing(), ProbeDetail: st.GetProbeDetail(),
-			DownSince: st.GetDownSinceUnixMs(), Removed: st.GetRemoved(), RemovedAt: st.GetRemovedAtUnixMs(), Version: st.GetVersion()}, snap.GetRecentCommandIds(), err
+			DownSince: st.GetDownSinceUnixMs(), Removed: st.GetRemoved(), RemovedAt: st.GetRemovedAtUnixMs(), Version: st.GetVersion()}, snap.GetRecentCommandIds()
 	},
-}
+})
 
 // Routes is the route table folded from its events.
 type Routes struct {
@@ -201,37 +168,20 @@ func ApplyRoutes(t Routes, _ string, ev *messages.RouteEvent) Routes {
 	return Routes{Routes: routes, Version: t.Version + 1}
 }
 
-var routeCodec = es.Codec[Routes, *messages.RouteEvent]{
+// Event type names in the journal: stored forever. A put without its
+// route was never stored, so one is corrupt.
+var routeCodec = *es.ProtoCodec(es.Proto[Routes, *messages.RouteEvent, *messages.RouteSnapshot]{
 	Stream:  func(id string) string { return "routes-" + id },
 	Apply:   ApplyRoutes,
 	Version: func(t Routes) uint64 { return t.Version },
-	Encode: func(ev *messages.RouteEvent) (persistence.EventData, error) {
-		typ := "RoutePut"
-		if ev.GetDeleted() != nil {
-			typ = "RouteDeleted"
-		}
-		data, err := proto.Marshal(ev)
-		if err != nil {
-			return persistence.EventData{}, fmt.Errorf("encode route event: %w", err)
-		}
-		return persistence.EventData{Type: typ, Data: data, OccurredAt: time.UnixMilli(ev.GetOccurredAtUnixMs())}, nil
+	Types: []es.EventType[*messages.RouteEvent]{
+		{Name: "RoutePut", Is: func(e *messages.RouteEvent) bool { return e.GetPut().GetRoute() != nil }},
+		{Name: "RouteDeleted", Is: func(e *messages.RouteEvent) bool { return e.GetDeleted() != nil }},
 	},
-	Decode: func(e persistence.Event) (*messages.RouteEvent, error) {
-		var ev messages.RouteEvent
-		err := proto.Unmarshal(e.Data, &ev)
-		ok := err == nil && (e.Type == "RoutePut" && ev.GetPut().GetRoute() != nil || e.Type == "RouteDeleted" && ev.GetDeleted() != nil)
-		if !ok {
-			return nil, fmt.Errorf("decode %s@%d (%s): %v: %w", e.Stream, e.Version, e.Type, err, persistence.ErrCorrupt)
-		}
-		return &ev, nil
+	Snapshot: func(t Routes, recent []string) *messages.RouteSnapshot {
+		return &messages.RouteSnapshot{Routes: t.Routes, Version: t.Version, RecentCommandIds: recent}
 	},
-	CommandID: func(ev *messages.RouteEvent) string { return ev.GetCommandId() },
-	EncodeSnapshot: func(t Routes, recent []string) ([]byte, error) {
-		return proto.Marshal(&messages.RouteSnapshot{Routes: t.Routes, Version: t.Version, RecentCommandIds: recent})
+	Restore: func(snap *messages.RouteSnapshot) (Routes, []string) {
+		return Routes{Routes: snap.GetRoutes(), Version: snap.GetVersion()}, snap.GetRecentCommandIds()
 	},
-	DecodeSnapshot: func(data []byte) (Routes, []string, error) {
-		var snap messages.RouteSnapshot
-		err := proto.Unmarshal(data, &snap)
-		return Routes{Routes: snap.GetRoutes(), Version: snap.GetVersion()}, snap.GetRecentCommandIds(), err
-	},
-}
+})
