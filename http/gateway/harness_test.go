@@ -39,6 +39,12 @@ type harness struct {
 	advance func(time.Duration)
 	gw      *gateway.Gateway
 	srv     *httptest.Server
+	// base and client are where send goes: srv's, or a granary process's
+	// (see process_harness_test.go).
+	base   string
+	client *http.Client
+	// siblingProc, in process mode, is the second process's harness.
+	siblingProc *harness
 }
 
 type harnessConfig struct {
@@ -65,6 +71,12 @@ func withDeps(f func(d *gateway.Deps, keyPrefix string)) harnessOption {
 
 func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	t.Helper()
+	if processHarness != nil {
+		if len(opts) > 0 {
+			t.Fatal("a harness with options cannot run against processes")
+		}
+		return processHarness(t)
+	}
 	cfg := harnessConfig{gateway: gateway.DefaultConfig()}
 	for _, o := range opts {
 		o(&cfg)
@@ -89,6 +101,7 @@ func newHarness(t testing.TB, opts ...harnessOption) *harness {
 	// is in flight when the member stops.
 	t.Cleanup(srv.Close)
 	h.gw, h.srv = g, srv
+	h.base, h.client = srv.URL, srv.Client()
 	return h
 }
 
@@ -139,6 +152,9 @@ func (h *harness) as(t testing.TB) *harness {
 // differs. deps, if any, adjust its dependencies.
 func (h *harness) sibling(cfg gateway.Config, deps ...func(*gateway.Deps)) *harness {
 	h.t.Helper()
+	if h.siblingProc != nil {
+		return h.siblingProc
+	}
 	return h.siblingOn(h.cluster.Member(0), cfg, deps...)
 }
 
@@ -154,6 +170,7 @@ func (h *harness) siblingOn(m *cluster.Member, cfg gateway.Config, deps ...func(
 	s.gw = h.newGateway(m, cfg, adjust)
 	s.srv = httptest.NewServer(s.gw.Handler())
 	s.srv.Client().Transport = newSchemaCheck(h.t, s.srv.Client().Transport)
+	s.base, s.client = s.srv.URL, s.srv.Client()
 	h.t.Cleanup(s.gw.Close) // after srv.Close: its background loops end
 	h.t.Cleanup(s.srv.Close)
 	return s
@@ -194,7 +211,7 @@ func (h *harness) send(method, path, tok, body string, headers ...string) (*resp
 	if len(headers)%2 != 0 {
 		return nil, fmt.Errorf("headers must be name, value pairs: %q", headers)
 	}
-	req, err := http.NewRequest(method, h.srv.URL+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, h.base+path, strings.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +228,7 @@ func (h *harness) send(method, path, tok, body string, headers ...string) (*resp
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := h.srv.Client().Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
