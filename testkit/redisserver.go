@@ -26,7 +26,7 @@ func RealRedisURL(t testing.TB) string {
 	if err != nil {
 		t.Skipf("needs a real Redis: set %s or install redis-server", RedisURLEnv)
 	}
-	port := freePort(t)
+	port := FreePort(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
@@ -49,7 +49,9 @@ func RealRedisURL(t testing.TB) string {
 	return url
 }
 
-func freePort(t testing.TB) int {
+// FreePort is a TCP port free on 127.0.0.1 right now, for a server a test
+// starts (another process may take it first; callers that can, retry).
+func FreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -21,15 +20,7 @@ type cluster3 struct {
 	nodes [3]*node
 }
 
-func freeTCPPort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+func freeTCPPort(t testing.TB) int { return testkit.FreePort(t) }
 
 func startCluster3(t *testing.T, redisURL, secret, prefix string, extraEnv ...string) *cluster3 {
 	c := &cluster3{t: t}

@@ -1,9 +1,12 @@
 package gateway_test
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"granary/testkit"
 )
 
 // protoactorThrottleTimers are the goroutines actor.NewThrottle starts to
@@ -31,5 +34,10 @@ func TestMain(m *testing.M) {
 	for _, f := range protoactorThrottleTimers {
 		opts = append(opts, goleak.IgnoreTopFunction(f))
 	}
+	// The granary binary the process tests built goes once they all ran.
+	opts = append(opts, goleak.Cleanup(func(code int) {
+		testkit.RemoveBuiltBinaries()
+		os.Exit(code)
+	}))
 	goleak.VerifyTestMain(m, opts...)
 }

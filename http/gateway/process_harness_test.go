@@ -2,18 +2,14 @@ package gateway_test
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +34,7 @@ func TestRegistryContractOnProcesses(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	redisURL := testkit.RealRedisURL(t)
-	bin := buildGranary(t)
+	bin := testkit.BuildBinary(t, "granary/cmd/granary")
 	tests := []struct {
 		name string
 		run  func(*testing.T)
@@ -68,31 +64,6 @@ func TestRegistryContractOnProcesses(t *testing.T) {
 	}
 }
 
-// buildGranary builds cmd/granary once for the test binary.
-var buildGranary = func() func(t *testing.T) string {
-	var once sync.Once
-	var bin string
-	var err error
-	return func(t *testing.T) string {
-		once.Do(func() {
-			dir, derr := os.MkdirTemp("", "granary-gw-bin")
-			if derr != nil {
-				err = derr
-				return
-			}
-			bin = filepath.Join(dir, "granary")
-			out, berr := exec.Command("go", "build", "-o", bin, "granary/cmd/granary").CombinedOutput()
-			if berr != nil {
-				err = fmt.Errorf("go build: %v\n%s", berr, out)
-			}
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return bin
-	}
-}()
-
 // startProcessPair starts two members of one cluster, each with its
 // gateway, under a key prefix of their own, and returns the harness of
 // the first with the second as its sibling.
@@ -104,7 +75,7 @@ func startProcessPair(t testing.TB, bin, redisURL string) *harness {
 	var am, remote, httpPorts [2]int
 	var peers []string
 	for i := range 2 {
-		am[i], remote[i], httpPorts[i] = freePort(t), freePort(t), freePort(t)
+		am[i], remote[i], httpPorts[i] = testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
 		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", am[i]))
 	}
 	var hs [2]*harness
@@ -151,7 +122,7 @@ func startGranaryProcess(t testing.TB, bin string, env ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -162,7 +133,7 @@ func startGranaryProcess(t testing.TB, bin string, env ...string) string {
 		_ = cmd.Process.Kill()
 		<-done
 		if t.Failed() {
-			t.Logf("granary node stderr (last 4 KiB):\n%s", stderr.tail(4096))
+			t.Logf("granary node stderr (last 4 KiB):\n%s", tail(stderr.String(), 4096))
 		}
 	})
 	addr := make(chan string, 1)
@@ -182,40 +153,17 @@ func startGranaryProcess(t testing.TB, bin string, env ...string) string {
 	case base := <-addr:
 		return base
 	case <-done:
-		t.Fatalf("granary node exited before listening:\n%s", stderr.tail(4096))
+		t.Fatalf("granary node exited before listening:\n%s", tail(stderr.String(), 4096))
 	case <-time.After(60 * time.Second):
-		t.Fatalf("granary node did not announce its address in 60s:\n%s", stderr.tail(4096))
+		t.Fatalf("granary node did not announce its address in 60s:\n%s", tail(stderr.String(), 4096))
 	}
 	return ""
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) tail(n int) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.buf.String()
+// tail is the last n bytes of s.
+func tail(s string, n int) string {
 	if len(s) > n {
-		s = s[len(s)-n:]
+		return s[len(s)-n:]
 	}
 	return s
 }

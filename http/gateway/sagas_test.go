@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+// sagaListBody is GET /api/v1/sagas's answer.
+type sagaListBody struct {
+	Sagas []struct {
+		Kind       string `json:"kind"`
+		ID         string `json:"id"`
+		Status     string `json:"status"`
+		FailedStep string `json:"failed_step"`
+		StartedAt  string `json:"started_at"`
+		UpdatedAt  string `json:"updated_at"`
+	} `json:"sagas"`
+	NextCursor *string `json:"next_cursor"`
+}
+
 type stepBody struct {
 	Name      string `json:"name"`
 	Status    string `json:"status"`
@@ -134,17 +147,7 @@ func TestOrdersOverHTTP(t *testing.T) {
 		h.do("POST", "/api/v1/orders", alice, body).problem(t, http.StatusBadRequest, "validation_failed")
 	}
 
-	var list struct {
-		Sagas []struct {
-			Kind       string `json:"kind"`
-			ID         string `json:"id"`
-			Status     string `json:"status"`
-			FailedStep string `json:"failed_step"`
-			StartedAt  string `json:"started_at"`
-			UpdatedAt  string `json:"updated_at"`
-		} `json:"sagas"`
-		NextCursor *string `json:"next_cursor"`
-	}
+	var list sagaListBody
 	h.do("GET", "/api/v1/sagas?status=compensated&kind=order", admin, "").decode(t, &list)
 	if len(list.Sagas) != 3 || list.Sagas[2].ID != "o-big" || list.Sagas[2].FailedStep != "process_payment" || list.Sagas[0].Kind != "order" {
 		t.Fatalf("compensated orders, newest first: %+v", list)
@@ -229,17 +232,7 @@ func TestSagaListPages(t *testing.T) {
 			decodeStatus(t, http.StatusCreated, &map[string]any{})
 		want = append(want, id)
 	}
-	type page struct {
-		Sagas []struct {
-			Kind       string `json:"kind"`
-			ID         string `json:"id"`
-			Status     string `json:"status"`
-			FailedStep string `json:"failed_step"`
-			StartedAt  string `json:"started_at"`
-			UpdatedAt  string `json:"updated_at"`
-		} `json:"sagas"`
-		NextCursor *string `json:"next_cursor"`
-	}
+	type page = sagaListBody
 	var got []string
 	path := "/api/v1/sagas?kind=transfer&limit=3"
 	for pages := 0; ; pages++ {
