@@ -40,6 +40,34 @@ func TestDepartedMemberShowsDead(t *testing.T) {
 		Members []member `json:"members"`
 		Self    string   `json:"self"`
 	}
+	var metrics struct {
+		Interval float64           `json:"interval_seconds"`
+		Measured bool              `json:"journal_measured"`
+		Samples  []json.RawMessage `json:"samples"`
+		Members  map[string]struct {
+			Grains map[string]int64 `json:"grains"`
+			LeftAt string           `json:"left_at"`
+		} `json:"members"`
+	}
+	// Before: the other member's gossiped heartbeat brings its grain
+	// counts, and a member heard from is alive, not suspected.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		metrics.Members = nil
+		h.do("GET", "/api/v1/dashboard/metrics", admin, "").decodeStatus(t, http.StatusOK, &metrics)
+		if metrics.Members[victim].Grains == nil {
+			return fmt.Errorf("no grain counts for the other member yet: %+v", metrics.Members)
+		}
+		return nil
+	})
+	h.do("GET", "/api/v1/cluster/members", admin, "").decodeStatus(t, http.StatusOK, &members)
+	statuses := map[string]string{}
+	for _, m := range members.Members {
+		statuses[m.ID] = m.Status
+	}
+	if len(statuses) != 2 || statuses[victim] != "alive" || statuses[c.Member(0).ID()] != "alive (self)" {
+		t.Fatalf("members before the departure: %+v", members.Members)
+	}
+
 	seen := map[string]bool{}
 	c.Leave(1)
 	testkit.WaitFor(t, 30*time.Second, func() error {
@@ -62,15 +90,7 @@ func TestDepartedMemberShowsDead(t *testing.T) {
 		t.Fatalf("members after the departure: %+v", members.Members)
 	}
 
-	var metrics struct {
-		Interval float64           `json:"interval_seconds"`
-		Measured bool              `json:"journal_measured"`
-		Samples  []json.RawMessage `json:"samples"`
-		Members  map[string]struct {
-			Grains map[string]int64 `json:"grains"`
-			LeftAt string           `json:"left_at"`
-		} `json:"members"`
-	}
+	metrics.Members = nil
 	h.do("GET", "/api/v1/dashboard/metrics", admin, "").decodeStatus(t, http.StatusOK, &metrics)
 	left, err := time.Parse(time.RFC3339Nano, metrics.Members[victim].LeftAt)
 	if err != nil || time.Since(left) > time.Minute {
