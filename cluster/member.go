@@ -141,6 +141,7 @@ type Member struct {
 	// MemberList reads its member set without its lock, so we keep our own
 	// copy, written from the topology event it publishes under that lock.
 	view     atomic.Pointer[[]MemberInfo]
+	book     memberBook // departed members, broken links
 	sub      *eventstream.Subscription
 	services *balancer.Set
 	// stopSweep ends the saga sweep; sweepDone closes when it has.
@@ -208,6 +209,13 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 		switch e := evt.(type) {
 		case *pcluster.ClusterTopology:
 			m.view.Store(snapshot(e.GetMembers(), system.ID))
+			m.book.left(e.GetLeft(), time.Now())
+		case *remote.EndpointTerminatedEvent:
+			m.book.endpoint(e.Address, false, *m.view.Load())
+		case *remote.EndpointConnectedEvent:
+			m.book.endpoint(e.Address, true, nil)
+		case *pcluster.GossipUpdate:
+			m.book.heard(e, *m.view.Load(), time.Now())
 		case *pcluster.ActivationTerminated:
 			// The member that hosted a grain broadcasts this when it
 			// passivates; the pinned Proto.Actor only drops its own PID
@@ -319,12 +327,17 @@ type MemberInfo struct {
 	ID      string
 	Address string
 	Kinds   []string
-	Status  string
+	// Status is "alive", "alive (self)", StatusSuspected or StatusDead.
+	Status string
+	// LeftAt is when a departed member left this member's view (zero for
+	// listed members).
+	LeftAt time.Time
 }
 
-// Members lists the members this member currently sees, itself included.
+// Members lists the members this member currently sees, itself included;
+// one whose remoting link broke is StatusSuspected.
 func (m *Member) Members() []MemberInfo {
-	return append([]MemberInfo(nil), (*m.view.Load())...)
+	return m.book.mark(append([]MemberInfo(nil), (*m.view.Load())...))
 }
 
 // Joined reports whether this member sees itself in the membership, i.e. it

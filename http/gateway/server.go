@@ -41,6 +41,7 @@ type Gateway struct {
 	// the route label.
 	routeSet map[string]bool
 	streams  *streams
+	history  *history  // the dashboard's charts (history.go)
 	drain    drainFlag // set by Drain: /ready says 503
 	// watcher is this gateway's copy of the registry view; proxy sends
 	// routed requests to instances, counting them in counts (nil without
@@ -73,6 +74,7 @@ func New(cfg Config, deps Deps) (*Gateway, error) {
 	if err := g.startRegistry(); err != nil {
 		return nil, err
 	}
+	g.startHistory() // after the last error return: Close stops it
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = problem.Handler(deps.Logger)
@@ -240,4 +242,5 @@ func (g *Gateway) routes(e *echo.Echo) {
 	g.projectionRoutes(e)
 	g.accountListRoutes(e)
 	g.registryRoutes(e)
+	g.dashboardRoutes(e)
 }
