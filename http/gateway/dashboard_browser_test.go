@@ -30,7 +30,7 @@ const dashboardPanelsFilled = `(() => {
   const status = document.querySelector("#members tbody tr td:nth-child(2)");
   return rows("members") > 0 && status && status.textContent.trim() !== ""
     && points("chart-rps") > 0 && points("chart-p99") > 0 && points("chart-app") > 0
-    && rows("sagas") > 0 && rows("projections") > 0 && rows("services") > 0
+    && rows("sagas") > 0 && rows("projections") > 0 && rows("services") > 0 && rows("routes") > 0
     && [...document.querySelectorAll("#registry .service h3")].some((h) => h.textContent.includes("ledger"))
     && document.querySelectorAll("#registry .service tbody tr").length > 0
     && document.querySelectorAll("#events li").length > 0;
@@ -64,6 +64,7 @@ func TestDashboardClickThrough(t *testing.T) {
 	h.do("POST", "/api/v1/transfers", admin, `{"transfer_id":"dash-t1","from_account":"`+a.ID+`","to_account":"`+b.ID+`","amount":250}`).expectStatus(t, http.StatusCreated)
 	up := newUpstream(t, "ledger-1")
 	register(t, h, admin, "ledger", up, `,"health_check_path":"/health"`).expectStatus(t, http.StatusCreated)
+	h.do("PUT", "/api/v1/routes/ledger", admin, `{"path_prefix":"/api/ledger","service":"ledger","strategy":"least_connections"}`).expectStatus(t, http.StatusCreated)
 	// a: opened, deposit, withdrawal, transfer's withdrawal.
 	const versions = 4
 
