@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -142,4 +144,53 @@ func TestComposeDockerfile(t *testing.T) {
 			t.Errorf(".dockerignore lacks %s", must)
 		}
 	}
+}
+
+// TestComposeConfigIsValid loads docker-compose.yml with compose-go, the
+// loader `docker compose config` runs (schema validation, interpolation,
+// merges, depends_on checks), so the file is checked as Compose reads it
+// without a container engine; and without GRANARY_JWT_SECRET it must refuse,
+// naming the variable.
+func TestComposeConfigIsValid(t *testing.T) {
+	load := func(env map[string]string) (*types.Project, error) {
+		opts, err := cli.NewProjectOptions([]string{"../../docker-compose.yml"},
+			cli.WithWorkingDirectory("../.."), cli.WithName("granary"), cli.WithEnv(envList(env)), cli.WithInterpolation(true))
+		if err != nil {
+			return nil, err
+		}
+		return opts.LoadProject(t.Context())
+	}
+	p, err := load(map[string]string{"GRANARY_JWT_SECRET": strings.Repeat("s", 32)})
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load as Compose reads it: %v", err)
+	}
+	var members int
+	for name, svc := range p.Services {
+		if svc.HealthCheck == nil || len(svc.HealthCheck.Test) == 0 {
+			t.Errorf("service %s has no healthcheck", name)
+		}
+		if svc.Restart == "" {
+			t.Errorf("service %s has no restart policy", name)
+		}
+		if _, ok := svc.DependsOn["redis"]; ok {
+			members++
+			if c := svc.DependsOn["redis"].Condition; c != types.ServiceConditionHealthy {
+				t.Errorf("service %s waits for redis on %q, want service_healthy", name, c)
+			}
+		}
+	}
+	if members < 2 {
+		t.Errorf("%d services wait for a healthy redis, want every member (at least 2)", members)
+	}
+	if _, err := load(nil); err == nil || !strings.Contains(err.Error(), "GRANARY_JWT_SECRET") {
+		t.Errorf("without GRANARY_JWT_SECRET: %v, want a refusal naming it", err)
+	}
+}
+
+func envList(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
