@@ -9,7 +9,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"granary/internal/tracing"
 	"granary/messages"
 )
 
@@ -27,7 +31,19 @@ import (
 // (the request may still be applied), CodeServiceUnavailable when no member
 // could host the grain. Cancelling ctx early does not interrupt an attempt
 // in flight.
-func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any, error) {
+func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (resp any, err error) {
+	ctx, span := tracing.Start(ctx, "grain.call", clientSpan...)
+	if span.IsRecording() {
+		span.SetName("grain.call " + kind)
+		span.SetAttributes(attribute.String("granary.grain.kind", kind), attribute.String("granary.grain.identity", identity))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	stampTrace(ctx, msg)
 	deadline := time.Now().Add(m.cfg.RequestTimeout)
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = dl
@@ -48,7 +64,7 @@ func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any,
 		timeout := min(remaining, m.cfg.AttemptTimeout)
 		// Pass the root context and timeout explicitly: the package-level
 		// defaults are shared by every cluster in the process.
-		resp, err := m.Cluster.Request(identity, kind, msg,
+		resp, err = m.Cluster.Request(identity, kind, msg,
 			pcluster.WithTimeout(timeout), pcluster.WithContext(m.System.Root))
 		switch {
 		case err == nil && resp != nil:
@@ -67,6 +83,29 @@ func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (any,
 		if pause := min(time.Until(deadline), 50*time.Millisecond); pause > 0 && !isTimeout(err) {
 			time.Sleep(pause)
 		}
+	}
+}
+
+// clientSpan is built once: a variadic option per call would allocate.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// stampTrace writes ctx's span context into the request messages that
+// carry one, so the grain continues the caller's trace on whichever member
+// hosts it (Proto.Actor's cluster request carries no headers).
+func stampTrace(ctx context.Context, msg any) {
+	tp := tracing.Traceparent(ctx)
+	if tp == "" {
+		return
+	}
+	switch r := msg.(type) {
+	case *messages.AccountRequest:
+		r.Traceparent = tp
+	case *messages.SagaRequest:
+		r.Traceparent = tp
+	case *messages.InventoryRequest:
+		r.Traceparent = tp
+	case *messages.PaymentRequest:
+		r.Traceparent = tp
 	}
 }
 

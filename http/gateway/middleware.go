@@ -4,15 +4,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"granary/http/auth"
 	"granary/http/ratelimit"
 	"granary/http/reqlog"
+	"granary/internal/tracing"
 	"granary/messages"
 )
 
@@ -37,6 +43,10 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// serverSpan is built once: a variadic option per call would be an
+// allocation on every request.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 // observe gives the request a logger naming its id (handlers and the
 // problem handler log through it, see reqlog), and once it is answered
 // records its metrics and access-log line. It renders an error itself, so
@@ -46,7 +56,11 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		req := c.Request()
 		id := c.Response().Header().Get(echo.HeaderXRequestID)
-		c.SetRequest(req.WithContext(reqlog.With(req.Context(), g.deps.Logger, id)))
+		// A client's traceparent is continued (a malformed one ignored);
+		// without one and without an exporter no span is made at all.
+		ctx := tracing.FromHeaders(req.Context(), propagation.HeaderCarrier(req.Header))
+		ctx, span := tracing.Start(ctx, "http.request", serverSpan...)
+		c.SetRequest(req.WithContext(reqlog.With(ctx, g.deps.Logger, id)))
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
@@ -57,8 +71,17 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = unmatchedRoute
 		}
 		g.metrics.observe(req.Method, route, status, took)
+		if span.IsRecording() {
+			span.SetName(req.Method + " " + route)
+			span.SetAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route),
+				attribute.Int("http.response.status_code", status), attribute.String("granary.request_id", id))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
+		}
 		// Typed attributes: the access line is on every request's path.
-		g.deps.Logger.LogAttrs(req.Context(), slog.LevelInfo, "request",
+		g.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "request",
 			slog.String("request_id", id),
 			slog.String("method", req.Method), slog.String("path", req.URL.Path), slog.String("route", route), slog.Int("status", status),
 			slog.Float64("latency_ms", float64(took)/float64(time.Millisecond)),
