@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"granary/http/auth"
@@ -58,7 +57,13 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		id := c.Response().Header().Get(echo.HeaderXRequestID)
 		// A client's traceparent is continued (a malformed one ignored);
 		// without one and without an exporter no span is made at all.
-		ctx := tracing.FromHeaders(req.Context(), propagation.HeaderCarrier(req.Header))
+		// The map is read directly: Header.Get would canonicalize the name
+		// afresh (an allocation) on every request. net/http stores incoming
+		// names canonicalized. tracestate is not carried (grains could not).
+		ctx := req.Context()
+		if tp := req.Header["Traceparent"]; len(tp) > 0 {
+			ctx = tracing.WithTraceparent(ctx, tp[0])
+		}
 		ctx, span := tracing.Start(ctx, "http.request", serverSpan...)
 		c.SetRequest(req.WithContext(reqlog.With(ctx, g.deps.Logger, id)))
 		if err := next(c); err != nil {

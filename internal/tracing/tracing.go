@@ -140,9 +140,3 @@ func WithTraceparent(ctx context.Context, tp string) context.Context {
 	h := header{traceparent: tp}
 	return propagator.Extract(ctx, &h)
 }
-
-// FromHeaders is WithTraceparent for an HTTP request's headers (it reads
-// tracestate too).
-func FromHeaders(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
-	return propagator.Extract(ctx, carrier)
-}

@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"net/http"
 	"testing"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
 
@@ -57,15 +55,6 @@ func TestMalformedTraceparentIgnored(t *testing.T) {
 		if got := tracing.Traceparent(ctx); got != "" {
 			t.Errorf("%q: Traceparent = %q, want empty", tp, got)
 		}
-	}
-}
-
-func TestFromHeaders(t *testing.T) {
-	h := http.Header{}
-	h.Set("Traceparent", incoming)
-	ctx := tracing.FromHeaders(context.Background(), propagation.HeaderCarrier(h))
-	if got := trace.SpanContextFromContext(ctx).TraceID().String(); got != traceID {
-		t.Fatalf("trace id %q, want %s", got, traceID)
 	}
 }
 

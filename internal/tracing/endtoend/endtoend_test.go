@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 const (
 	incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	traceID  = "0af7651916cd43dd8448eb211c80319c"
+
+	transferParent = "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-01"
+	transferTrace  = "5b8efff798038103d269b633813fc60c"
 )
 
 // receiver is an OTLP/HTTP trace collector: it keeps the name and trace id
@@ -146,34 +149,44 @@ func TestRequestSpansReachOTLPEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/accounts",
-		strings.NewReader(`{"account_number":"TR-1","owner_name":"Ada","initial_balance":100}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Traceparent", incoming)
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	post := func(path, body, traceparent string) map[string]any {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if traceparent != "" {
+			req.Header.Set("Traceparent", traceparent)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("POST %s: %d %v %v", path, resp.StatusCode, out, err)
+		}
+		return out
 	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("open: %d %s", resp.StatusCode, body)
-	}
+	from := post("/api/v1/accounts", `{"account_number":"TR-1","owner_name":"Ada","initial_balance":100}`, incoming)
+	to := post("/api/v1/accounts", `{"account_number":"TR-2","owner_name":"Ada"}`, "")
+	// The transfer's own trace goes through the saga's steps into the
+	// account grains they call.
+	post("/api/v1/transfers", fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":40}`, from["id"], to["id"]), transferParent)
 
 	// The grain ends its span as it answers; the answer may reach the
 	// gateway first, so wait for the line that says it was answered.
 	testkit.WaitFor(t, 5*time.Second, func() error {
 		for _, rec := range logs.lines() {
-			if rec["msg"] == "grain request answered" {
+			if rec["msg"] == "grain request answered" && rec["trace_id"] == transferTrace {
 				return nil
 			}
 		}
-		return fmt.Errorf("no grain log line yet")
+		return fmt.Errorf("no grain log line of the transfer yet")
 	})
 	// Shutdown flushes every span ended so far to the collector.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -185,27 +198,40 @@ func TestRequestSpansReachOTLPEndpoint(t *testing.T) {
 
 	want := map[string]bool{"POST /api/v1/accounts": false, "grain.call account": false, "grain account": false, "journal.append": false}
 	for _, s := range rcv.received() {
-		if _, ok := want[s.name]; !ok {
-			continue
+		if _, ok := want[s.name]; ok && s.traceID == traceID {
+			want[s.name] = true
 		}
-		if s.traceID != traceID {
-			t.Errorf("span %q in trace %s, want %s", s.name, s.traceID, traceID)
-		}
-		want[s.name] = true
 	}
 	for name, seen := range want {
 		if !seen {
-			t.Errorf("span %q never reached the collector (got %v)", name, rcv.received())
+			t.Errorf("span %q of trace %s never reached the collector (got %v)", name, traceID, rcv.received())
 		}
+	}
+
+	steps, accountSpans := 0, 0
+	for _, s := range rcv.received() {
+		if s.traceID != transferTrace {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(s.name, "saga.step "):
+			steps++
+		case s.name == "grain account":
+			accountSpans++
+		}
+	}
+	// withdraw and deposit: two steps, each calling an account grain.
+	if steps < 2 || accountSpans < 2 {
+		t.Errorf("transfer trace has %d saga steps and %d account grain spans, want ≥ 2 each (got %v)", steps, accountSpans, rcv.received())
 	}
 
 	var access, grain bool
 	for _, rec := range logs.lines() {
 		switch rec["msg"] {
 		case "request":
-			access = rec["trace_id"] == traceID
+			access = access || rec["trace_id"] == traceID
 		case "grain request answered":
-			grain = rec["trace_id"] == traceID
+			grain = grain || rec["trace_id"] == traceID
 		}
 	}
 	if !access || !grain {
