@@ -288,7 +288,11 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 // settle answers the members of the batch in flight, and puts back at the
 // queue's head those to run again.
 func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
-	c, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	parent := context.Background()
+	if len(g.p.members) > 0 && g.p.members[0].ctx != nil {
+		parent = g.p.members[0].ctx // the trace the append ran under
+	}
+	c, cancel := context.WithTimeout(parent, g.cfg.StoreTimeout)
 	defer cancel()
 	results := g.host.Settle(c, g.p.inflight, err)
 	var again []queued[Req]
