@@ -45,6 +45,10 @@ func Tracer() trace.Tracer { return otel.Tracer("granary") }
 // returns it unchanged (the hot path allocates nothing for tracing).
 var exporting atomic.Bool
 
+// noSpan is boxed once: returning noop.Span{} as a trace.Span would
+// allocate the box on every call the inliner does not see through.
+var noSpan trace.Span = noop.Span{}
+
 // Install makes tp the global tracer provider and turns root spans on.
 // Setup calls it; tests call it with a provider of their own.
 func Install(tp trace.TracerProvider) {
@@ -57,7 +61,7 @@ func Install(tp trace.TracerProvider) {
 // ctx with its (no-op) span.
 func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	if !exporting.Load() && !trace.SpanContextFromContext(ctx).IsValid() {
-		return ctx, noop.Span{}
+		return ctx, noSpan
 	}
 	return Tracer().Start(ctx, name, opts...)
 }
@@ -71,10 +75,10 @@ func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (con
 // bounded by its ctx.
 func Setup(getenv func(string) string, service string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(propagator)
-	noop := func(context.Context) error { return nil }
+	none := func(context.Context) error { return nil }
 	endpoint := strings.TrimSpace(getenv(EndpointEnv))
 	if endpoint == "" {
-		return noop, nil
+		return none, nil
 	}
 	// The variable names the collector's base URL; traces go to its
 	// /v1/traces (as the exporter would derive it from the environment).
@@ -82,7 +86,7 @@ func Setup(getenv func(string) string, service string) (shutdown func(context.Co
 		otlptracehttp.WithEndpointURL(strings.TrimRight(endpoint, "/")+"/v1/traces"),
 		otlptracehttp.WithTimeout(exportTimeout))
 	if err != nil {
-		return noop, fmt.Errorf("tracing: OTLP exporter for %s: %w", endpoint, err)
+		return none, fmt.Errorf("tracing: OTLP exporter for %s: %w", endpoint, err)
 	}
 	res := resource.NewSchemaless(semconv.ServiceName(service))
 	tp := sdktrace.NewTracerProvider(
