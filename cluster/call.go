@@ -9,7 +9,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
+	"granary/internal/tracing"
 	"granary/messages"
 )
 
@@ -28,6 +32,18 @@ import (
 // could host the grain. Cancelling ctx early does not interrupt an attempt
 // in flight.
 func (m *Member) Call(ctx context.Context, kind, identity string, msg any) (resp any, err error) {
+	ctx, span := tracing.Start(ctx, "grain.call", clientSpan...)
+	if span.IsRecording() {
+		span.SetName("grain.call " + kind)
+		span.SetAttributes(attribute.String("granary.grain.kind", kind), attribute.String("granary.grain.identity", identity))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	stampTrace(ctx, msg)
 	start := time.Now()
 	attempts := 0
 	if m.metrics != nil {
@@ -76,6 +92,29 @@ func (m *Member) call(ctx context.Context, kind, identity string, msg any, start
 		if pause := min(time.Until(deadline), 50*time.Millisecond); pause > 0 && !isTimeout(err) {
 			time.Sleep(pause)
 		}
+	}
+}
+
+// clientSpan is built once: a variadic option per call would allocate.
+var clientSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// stampTrace writes ctx's span context into the request messages that
+// carry one, so the grain continues the caller's trace on whichever member
+// hosts it (Proto.Actor's cluster request carries no headers).
+func stampTrace(ctx context.Context, msg any) {
+	tp := tracing.Traceparent(ctx)
+	if tp == "" {
+		return
+	}
+	switch r := msg.(type) {
+	case *messages.AccountRequest:
+		r.Traceparent = tp
+	case *messages.SagaRequest:
+		r.Traceparent = tp
+	case *messages.InventoryRequest:
+		r.Traceparent = tp
+	case *messages.PaymentRequest:
+		r.Traceparent = tp
 	}
 }
 

@@ -364,6 +364,9 @@ type AccountRequest struct {
 	// The caller stops waiting at this instant (unix ms); a grain that
 	// dequeues the request later does not start it.
 	DeadlineUnixMs int64 `protobuf:"varint,5,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// W3C traceparent of the caller's span ("" when untraced): the grain
+	// continues that trace, so its logs and spans name the request's trace id.
+	Traceparent string `protobuf:"bytes,6,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*AccountRequest_Open
@@ -439,6 +442,13 @@ func (x *AccountRequest) GetDeadlineUnixMs() int64 {
 		return x.DeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *AccountRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 func (x *AccountRequest) GetCommand() isAccountRequest_Command {
@@ -1206,14 +1216,15 @@ const file_account_proto_rawDesc = "" +
 	"\fCloseAccount\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\f\n" +
 	"\n" +
-	"GetAccount\"\xd2\x03\n" +
+	"GetAccount\"\xf4\x03\n" +
 	"\x0eAccountRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12*\n" +
 	"\x06caller\x18\x02 \x01(\v2\x12.granary.v1.CallerR\x06caller\x12#\n" +
 	"\rcheck_version\x18\x03 \x01(\bR\fcheckVersion\x12)\n" +
 	"\x10expected_version\x18\x04 \x01(\x04R\x0fexpectedVersion\x12(\n" +
-	"\x10deadline_unix_ms\x18\x05 \x01(\x03R\x0edeadlineUnixMs\x12-\n" +
+	"\x10deadline_unix_ms\x18\x05 \x01(\x03R\x0edeadlineUnixMs\x12 \n" +
+	"\vtraceparent\x18\x06 \x01(\tR\vtraceparent\x12-\n" +
 	"\x04open\x18\n" +
 	" \x01(\v2\x17.granary.v1.OpenAccountH\x00R\x04open\x12/\n" +
 	"\adeposit\x18\v \x01(\v2\x13.granary.v1.DepositH\x00R\adeposit\x122\n" +

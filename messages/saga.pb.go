@@ -223,6 +223,9 @@ type InventoryRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	CommandId      string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	DeadlineUnixMs int64                  `protobuf:"varint,2,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// W3C traceparent of the caller's span ("" when untraced): the grain
+	// continues that trace, so its logs and spans name the request's trace id.
+	Traceparent string `protobuf:"bytes,3,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*InventoryRequest_Set
@@ -276,6 +279,13 @@ func (x *InventoryRequest) GetDeadlineUnixMs() int64 {
 		return x.DeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *InventoryRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 func (x *InventoryRequest) GetCommand() isInventoryRequest_Command {
@@ -917,6 +927,9 @@ type PaymentRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	CommandId      string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	DeadlineUnixMs int64                  `protobuf:"varint,2,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// W3C traceparent of the caller's span ("" when untraced): the grain
+	// continues that trace, so its logs and spans name the request's trace id.
+	Traceparent string `protobuf:"bytes,3,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*PaymentRequest_Charge
@@ -969,6 +982,13 @@ func (x *PaymentRequest) GetDeadlineUnixMs() int64 {
 		return x.DeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *PaymentRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 func (x *PaymentRequest) GetCommand() isPaymentRequest_Command {
@@ -1749,6 +1769,9 @@ type SagaRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	CommandId      string                 `protobuf:"bytes,1,opt,name=command_id,json=commandId,proto3" json:"command_id,omitempty"`
 	DeadlineUnixMs int64                  `protobuf:"varint,2,opt,name=deadline_unix_ms,json=deadlineUnixMs,proto3" json:"deadline_unix_ms,omitempty"`
+	// W3C traceparent of the caller's span ("" when untraced): the grain
+	// continues that trace, so its logs and spans name the request's trace id.
+	Traceparent string `protobuf:"bytes,3,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	// Types that are valid to be assigned to Command:
 	//
 	//	*SagaRequest_Start
@@ -1802,6 +1825,13 @@ func (x *SagaRequest) GetDeadlineUnixMs() int64 {
 		return x.DeadlineUnixMs
 	}
 	return 0
+}
+
+func (x *SagaRequest) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 func (x *SagaRequest) GetCommand() isSagaRequest_Command {
@@ -2808,11 +2838,12 @@ const file_saga_proto_rawDesc = "" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x16\n" +
 	"\x06commit\x18\x03 \x01(\bR\x06commit\"\n" +
 	"\n" +
-	"\bGetStock\"\xa6\x02\n" +
+	"\bGetStock\"\xc8\x02\n" +
 	"\x10InventoryRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
-	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12(\n" +
+	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12 \n" +
+	"\vtraceparent\x18\x03 \x01(\tR\vtraceparent\x12(\n" +
 	"\x03set\x18\n" +
 	" \x01(\v2\x14.granary.v1.SetStockH\x00R\x03set\x124\n" +
 	"\areserve\x18\v \x01(\v2\x18.granary.v1.ReserveStockH\x00R\areserve\x124\n" +
@@ -2862,11 +2893,12 @@ const file_saga_proto_rawDesc = "" +
 	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x17\n" +
 	"\asaga_id\x18\x02 \x01(\tR\x06sagaId\"\f\n" +
 	"\n" +
-	"GetPayment\"\xfa\x01\n" +
+	"GetPayment\"\x9c\x02\n" +
 	"\x0ePaymentRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
-	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x123\n" +
+	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12 \n" +
+	"\vtraceparent\x18\x03 \x01(\tR\vtraceparent\x123\n" +
 	"\x06charge\x18\n" +
 	" \x01(\v2\x19.granary.v1.ChargePaymentH\x00R\x06charge\x123\n" +
 	"\x06refund\x18\v \x01(\v2\x19.granary.v1.RefundPaymentH\x00R\x06refund\x12*\n" +
@@ -2926,11 +2958,12 @@ const file_saga_proto_rawDesc = "" +
 	"\x05input\"\f\n" +
 	"\n" +
 	"ResumeSaga\"\t\n" +
-	"\aGetSaga\"\x9d\x02\n" +
+	"\aGetSaga\"\xbf\x02\n" +
 	"\vSagaRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12(\n" +
-	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12-\n" +
+	"\x10deadline_unix_ms\x18\x02 \x01(\x03R\x0edeadlineUnixMs\x12 \n" +
+	"\vtraceparent\x18\x03 \x01(\tR\vtraceparent\x12-\n" +
 	"\x05start\x18\n" +
 	" \x01(\v2\x15.granary.v1.StartSagaH\x00R\x05start\x120\n" +
 	"\x06resume\x18\v \x01(\v2\x16.granary.v1.ResumeSagaH\x00R\x06resume\x12'\n" +

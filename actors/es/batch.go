@@ -169,7 +169,7 @@ func (h *Host[S, E]) settleFailed(ctx context.Context, b *Batch[S, E], err error
 		// Not reachable while the grain holds requests back; refuse to
 		// apply events on a state they were not decided on.
 		h.loaded = false
-		h.log().Error("batch settled on a state that moved", "base", b.base, "state_version", h.codec.Version(h.state))
+		h.log().ErrorContext(ctx, "batch settled on a state that moved", "base", b.base, "state_version", h.codec.Version(h.state))
 		return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")})
 	}
 	var fence *persistence.FenceError
@@ -185,7 +185,7 @@ func (h *Host[S, E]) settleFailed(ctx context.Context, b *Batch[S, E], err error
 			// Declined by another activation on a newer view: its answer
 			// stands, and this activation is stale.
 			h.loaded = false
-			h.log().Warn("command was refused by another activation", "command", fence.Command)
+			h.log().WarnContext(ctx, "command was refused by another activation", "command", fence.Command)
 			out[fence.Index] = Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "request was already refused; not applied")}
 		}
 		return out
@@ -196,23 +196,23 @@ func (h *Host[S, E]) settleFailed(ctx context.Context, b *Batch[S, E], err error
 		st, serr := h.stateAt(ctx, dup.Version)
 		if serr != nil {
 			h.loaded = false
-			h.log().Error("reading the state a duplicate left failed", "err", serr)
+			h.log().ErrorContext(ctx, "reading the state a duplicate left failed", "err", serr)
 			out[dup.Index] = Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")}
 		} else {
 			out[dup.Index] = Settled[S]{Outcome: Outcome[S]{State: st, Duplicate: true}}
 		}
 		return out
 	case errors.Is(err, persistence.ErrConflict):
-		h.log().Warn("batch append conflict; catching up with the journal", "err", err)
+		h.log().WarnContext(ctx, "batch append conflict; catching up with the journal", "err", err)
 		if rerr := h.replay(ctx); rerr != nil {
 			h.loaded = false
-			h.log().Error("catch-up after conflict failed", "err", rerr)
+			h.log().ErrorContext(ctx, "catch-up after conflict failed", "err", rerr)
 			return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")})
 		}
 		return all(Settled[S]{Retry: true, Conflict: true})
 	default:
 		h.loaded = false
-		h.log().Error("batch append failed", "commands", len(b.cmds), "err", err)
+		h.log().ErrorContext(ctx, "batch append failed", "commands", len(b.cmds), "err", err)
 		return all(Settled[S]{Err: messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")})
 	}
 }

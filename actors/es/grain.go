@@ -78,14 +78,20 @@ type Kind[S, E any, Req Request, Reply any] struct {
 func Props[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg GrainConfig) *actor.Props {
 	// One copy of the configuration for all the kind's activations: at
 	// 100 000 idle grains every byte of a grain counts (issue 10).
-	shared := &kindConfig{GrainConfig: cfg, host: cfg.HostConfig(k.Name)}
+	shared := &kindConfig{GrainConfig: cfg, host: cfg.HostConfig(k.Name), spanName: "grain " + k.Name}
 	return actor.PropsFromProducer(func() actor.Actor { return &grain[S, E, Req, Reply]{kind: k, cfg: shared} })
 }
 
 type kindConfig struct {
 	GrainConfig
 	host Config
+	// spanName names the span around each request (built once, not per
+	// request).
+	spanName string
 }
+
+// traced is a request that carries its caller's W3C traceparent.
+type traced interface{ GetTraceparent() string }
 
 type grain[S, E any, Req Request, Reply any] struct {
 	kind *Kind[S, E, Req, Reply]
@@ -106,10 +112,13 @@ type pending[S, E any, Req any] struct {
 	done     chan error // the result of inflight's append
 }
 
-// queued is a request waiting for its answer outside the mailbox.
+// queued is a request waiting for its answer outside the mailbox. ctx
+// carries the request's span (the caller's trace continued), ended when it
+// is answered; the journal calls made for it run under it.
 type queued[Req any] struct {
 	req       Req
 	sender    *actor.PID
+	ctx       context.Context
 	conflicts int
 }
 
@@ -141,7 +150,7 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.kind.Name, g.id))
 			return
 		}
-		g.p.queue = append(g.p.queue, queued[Req]{req: msg, sender: ctx.Sender()})
+		g.p.queue = append(g.p.queue, queued[Req]{req: msg, sender: ctx.Sender(), ctx: g.startSpan(msg)})
 		g.drain(ctx)
 	case *batchStored:
 		if g.p == nil || g.p.inflight == nil || msg.batch != any(g.p.inflight) {
@@ -177,6 +186,7 @@ func (g *grain[S, E, Req, Reply]) stopping(ctx actor.Context) {
 		}
 	}
 	for _, q := range g.p.queue {
+		g.endSpan(q)
 		if q.sender != nil {
 			ctx.Send(q.sender, &actor.DeadLetterResponse{Target: ctx.Self()})
 		}
@@ -230,7 +240,7 @@ func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
 func (g *grain[S, E, Req, Reply]) runAlone(ctx actor.Context) {
 	q := g.p.queue[0]
 	g.p.queue = g.p.queue[1:]
-	g.send(ctx, q, g.handle(q.req))
+	g.send(ctx, q, g.handle(q.ctx, q.req))
 }
 
 // tryAdd adds req to b if it yields events; a panicking decision is
@@ -256,6 +266,9 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 		g.p.done = make(chan error, 1)
 	}
 	store, self, root, timeout, done := g.host.Store(b), ctx.Self(), ctx.ActorSystem().Root, g.cfg.StoreTimeout, g.p.done
+	// One append serves the whole batch: it runs under its first
+	// request's span (the others' spans still time their own wait).
+	parent := members[0].ctx
 	appenders.Go(func() {
 		var err error
 		defer func() {
@@ -266,7 +279,7 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 			done <- err
 			root.Send(self, &batchStored{batch: b})
 		}()
-		c, cancel := context.WithTimeout(context.Background(), timeout)
+		c, cancel := context.WithTimeout(parent, timeout)
 		defer cancel()
 		err = store(c)
 	})
@@ -275,7 +288,11 @@ func (g *grain[S, E, Req, Reply]) launch(ctx actor.Context, b *Batch[S, E], memb
 // settle answers the members of the batch in flight, and puts back at the
 // queue's head those to run again.
 func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
-	c, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	parent := context.Background()
+	if len(g.p.members) > 0 && g.p.members[0].ctx != nil {
+		parent = g.p.members[0].ctx // the trace the append ran under
+	}
+	c, cancel := context.WithTimeout(parent, g.cfg.StoreTimeout)
 	defer cancel()
 	results := g.host.Settle(c, g.p.inflight, err)
 	var again []queued[Req]
@@ -300,6 +317,7 @@ func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
 }
 
 func (g *grain[S, E, Req, Reply]) send(ctx actor.Context, q queued[Req], reply Reply) {
+	g.endSpan(q)
 	if q.sender == nil {
 		ctx.ActorSystem().DeadLetter.SendUserMessage(nil, reply)
 		return
@@ -341,7 +359,7 @@ func PassivateEmpty(ctx actor.Context) { ctx.Poison(ctx.Self()) }
 
 // handle answers every request, panics included: a panicking request would
 // otherwise get no reply and its caller would wait for the timeout.
-func (g *grain[S, E, Req, Reply]) handle(req Req) (reply Reply) {
+func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply Reply) {
 	fail := func(code, format string, args ...any) Reply {
 		return g.kind.Fail(g.id, messages.Fail(code, format, args...), g.cfg.MemberID)
 	}
@@ -363,7 +381,7 @@ func (g *grain[S, E, Req, Reply]) handle(req Req) (reply Reply) {
 	if d := req.GetDeadlineUnixMs(); d > 0 && now.UnixMilli() >= d {
 		return fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(parent, g.cfg.StoreTimeout)
 	defer cancel()
 	var deadline time.Time
 	if d := req.GetDeadlineUnixMs(); d > 0 {

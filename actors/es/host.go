@@ -149,7 +149,7 @@ const declineMargin = time.Second
 // agrees with the journal.
 func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadline time.Time, decide func(S) ([]E, error)) (Outcome[S], error) {
 	if err := h.Load(ctx); err != nil {
-		h.log().Error("activation failed", "err", err)
+		h.log().ErrorContext(ctx, "activation failed", "err", err)
 		return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 	}
 	for attempt := 0; ; attempt++ {
@@ -158,7 +158,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			// left, not today's: later writes by others are not its result.
 			st, err := h.stateAfter(ctx, commandID)
 			if err != nil {
-				h.log().Error("reading the state a duplicate left failed", "err", err)
+				h.log().ErrorContext(ctx, "reading the state a duplicate left failed", "err", err)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			return Outcome[S]{State: st, Duplicate: true}, nil
@@ -176,7 +176,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			switch {
 			case derr != nil:
 				h.loaded = false
-				h.log().Error("recording a refusal failed", "err", derr)
+				h.log().ErrorContext(ctx, "recording a refusal failed", "err", derr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			case !behind:
 				return Outcome[S]{State: h.state}, err
@@ -192,7 +192,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			behind, ferr := h.freshen(ctx)
 			if ferr != nil {
 				h.loaded = false
-				h.log().Error("checking the journal's version failed", "err", ferr)
+				h.log().ErrorContext(ctx, "checking the journal's version failed", "err", ferr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			if behind && attempt < maxRetries {
@@ -216,7 +216,7 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			st, serr := h.stateAt(ctx, dup.Version)
 			if serr != nil {
 				h.loaded = false
-				h.log().Error("reading the state a duplicate left failed", "err", serr)
+				h.log().ErrorContext(ctx, "reading the state a duplicate left failed", "err", serr)
 				return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 			}
 			return Outcome[S]{State: st, Duplicate: true}, nil
@@ -224,12 +224,12 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			// Another activation refused this command on a newer view; its
 			// answer stands. This one is stale: reload on next use.
 			h.loaded = false
-			h.log().Warn("command was refused by another activation", "command", commandID)
+			h.log().WarnContext(ctx, "command was refused by another activation", "command", commandID)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "request was already refused; not applied")
 		case !errors.Is(err, persistence.ErrConflict):
 			// The append may or may not be stored: forget what we hold.
 			h.loaded = false
-			h.log().Error("append failed", "err", err)
+			h.log().ErrorContext(ctx, "append failed", "err", err)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable; the change may or may not be applied")
 		}
 		if attempt >= maxRetries {
@@ -237,10 +237,10 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 		}
 		// Another activation wrote first (membership change): catch up
 		// with its events and decide again.
-		h.log().Warn("append conflict; catching up with the journal", "err", err)
+		h.log().WarnContext(ctx, "append conflict; catching up with the journal", "err", err)
 		if err := h.replay(ctx); err != nil {
 			h.loaded = false
-			h.log().Error("catch-up after conflict failed", "err", err)
+			h.log().ErrorContext(ctx, "catch-up after conflict failed", "err", err)
 			return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
 		}
 	}
@@ -276,7 +276,7 @@ func (h *Host[S, E]) decline(ctx context.Context, commandID string, deadline tim
 	case conflict.Actual < mine:
 		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, conflict.Actual, mine, persistence.ErrCorrupt)
 	}
-	h.log().Warn("journal is ahead of this activation; catching up before refusing", "state_version", mine, "journal_version", conflict.Actual)
+	h.log().WarnContext(ctx, "journal is ahead of this activation; catching up before refusing", "state_version", mine, "journal_version", conflict.Actual)
 	return true, h.replay(ctx)
 }
 
@@ -299,7 +299,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 		s, recent, err := h.codec.DecodeSnapshot(snap.Data)
 		if err != nil || h.codec.Version(s) != snap.Version {
 			// A snapshot is only a shortcut: replay everything instead.
-			h.log().Warn("ignoring unreadable snapshot", "version", snap.Version, "err", err)
+			h.log().WarnContext(ctx, "ignoring unreadable snapshot", "version", snap.Version, "err", err)
 		} else {
 			h.state = s
 			for _, id := range recent {
@@ -320,7 +320,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	}
 	if h.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
 		// Guarded: building the logger costs an idle grain ~300 B.
-		h.log().Debug("activated", "version", h.codec.Version(h.state), "replayed", replayed)
+		h.log().DebugContext(ctx, "activated", "version", h.codec.Version(h.state), "replayed", replayed)
 	}
 	return nil
 }
@@ -358,7 +358,7 @@ func (h *Host[S, E]) snapshot(ctx context.Context) {
 		err = h.cfg.Store.SaveSnapshot(ctx, h.codec.Stream(h.id), persistence.Snapshot{Version: v, Data: data})
 	}
 	if err != nil {
-		h.log().Warn("snapshot not saved", "version", v, "err", err)
+		h.log().WarnContext(ctx, "snapshot not saved", "version", v, "err", err)
 	}
 }
 
@@ -462,7 +462,7 @@ func (h *Host[S, E]) freshen(ctx context.Context) (bool, error) {
 	case v < mine:
 		return false, fmt.Errorf("%s: journal at version %d behind state at %d: %w", stream, v, mine, persistence.ErrCorrupt)
 	}
-	h.log().Warn("journal is ahead of this activation; catching up", "state_version", mine, "journal_version", v)
+	h.log().WarnContext(ctx, "journal is ahead of this activation; catching up", "state_version", mine, "journal_version", v)
 	return true, h.replay(ctx)
 }
 

@@ -9,8 +9,10 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
+	"go.opentelemetry.io/otel/attribute"
 
 	"granary/actors/es"
+	"granary/internal/tracing"
 	"granary/messages"
 )
 
@@ -40,6 +42,10 @@ type grain struct {
 	// timed: a reminder may be armed for this saga (set by a pause, or
 	// this drive was woken by one), so finishing must drop it.
 	timed bool
+	// traceparent is the trace of the request that last reached the saga:
+	// its steps' calls continue it (a drive woken by a reminder continues
+	// the last one seen by this activation, or none).
+	traceparent string
 }
 
 // maxWaiters bounds the callers one saga holds answers for; more are
@@ -98,6 +104,9 @@ func (g *grain) handle(ctx actor.Context, req *messages.SagaRequest) (reply *mes
 			reply = fail(messages.Fail(messages.CodeServiceUnavailable, "saga failed; retry"))
 		}
 	}()
+	if tp := req.GetTraceparent(); tp != "" {
+		g.traceparent = tp
+	}
 	if g.host == nil {
 		return fail(messages.Fail(messages.CodeServiceUnavailable, "saga grain has no identity"))
 	}
@@ -298,8 +307,14 @@ func (g *grain) invoke(ctx actor.Context, s *messages.SagaState, a Action) {
 	n, self, root := g.inflight, ctx.Self(), ctx.ActorSystem().Root
 	sctx, cancel := context.WithCancel(context.Background())
 	g.cancelStep = cancel
+	sctx, span := tracing.Start(tracing.WithTraceparent(sctx, g.traceparent), "saga.step")
+	if span.IsRecording() {
+		span.SetName("saga.step " + g.def.Kind + " " + step.Name)
+		span.SetAttributes(attribute.String("granary.saga", g.id), attribute.Bool("granary.saga.undo", a.Undo))
+	}
 	go func() {
 		defer cancel()
+		defer span.End()
 		var err error
 		defer func() {
 			if r := recover(); r != nil {

@@ -25,6 +25,7 @@ import (
 	"granary/cluster"
 	"granary/http/auth"
 	"granary/http/gateway"
+	"granary/internal/tracing"
 	"granary/messages"
 	"granary/metrics"
 	"granary/persistence"
@@ -103,6 +104,18 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	for _, w := range cfg.warnings {
 		log.Warn(w)
 	}
+	stopTracing, err := tracing.Setup(getenv, "granary")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Last down: spans of the requests drained at shutdown still go.
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(c); err != nil {
+			log.Warn("spans not flushed", "err", err)
+		}
+	}()
 	if cfg.PprofAddr != "" {
 		// First up, last down: a profile can cover start-up and shutdown.
 		stopPprof, addr, err := startPprof(cfg.PprofAddr, log)
@@ -275,12 +288,14 @@ func announce(w io.Writer, m mode, cfg config, addr string, member *cluster.Memb
 	return nil
 }
 
+// newLogger builds the process logger; a line logged with a traced
+// context names its trace_id and span_id.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(tracing.NewHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(tracing.NewHandler(slog.NewTextHandler(w, opts)))
 }
 
 func randomSecret() string {

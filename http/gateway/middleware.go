@@ -4,16 +4,21 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"granary/http/auth"
 	"granary/http/problem"
 	"granary/http/ratelimit"
 	"granary/http/reqlog"
+	"granary/internal/tracing"
 	"granary/messages"
 )
 
@@ -38,6 +43,10 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// serverSpan is built once: a variadic option per call would be an
+// allocation on every request.
+var serverSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer)}
+
 // observe gives the request a logger naming its id (handlers and the
 // problem handler log through it, see reqlog), and once it is answered
 // records its metrics and access-log line. It renders an error itself, so
@@ -47,7 +56,17 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		start := time.Now()
 		req := c.Request()
 		id := c.Response().Header().Get(echo.HeaderXRequestID)
-		c.SetRequest(req.WithContext(reqlog.With(req.Context(), g.deps.Logger, id)))
+		// A client's traceparent is continued (a malformed one ignored);
+		// without one and without an exporter no span is made at all.
+		// The map is read directly: Header.Get would canonicalize the name
+		// afresh (an allocation) on every request. net/http stores incoming
+		// names canonicalized. tracestate is not carried (grains could not).
+		ctx := req.Context()
+		if tp := req.Header["Traceparent"]; len(tp) > 0 {
+			ctx = tracing.WithTraceparent(ctx, tp[0])
+		}
+		ctx, span := tracing.Start(ctx, "http.request", serverSpan...)
+		c.SetRequest(req.WithContext(reqlog.With(ctx, g.deps.Logger, id)))
 		if err := next(c); err != nil {
 			c.Error(err)
 		}
@@ -58,6 +77,15 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = unmatchedRoute
 		}
 		g.metrics.observe(req.Method, route, status, took)
+		if span.IsRecording() {
+			span.SetName(req.Method + " " + route)
+			span.SetAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route),
+				attribute.Int("http.response.status_code", status), attribute.String("granary.request_id", id))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
+		}
 		// Typed attributes: the access line is on every request's path.
 		attrs := make([]slog.Attr, 0, 11)
 		attrs = append(attrs, slog.String("request_id", id),
@@ -73,7 +101,7 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if code, _ := c.Get(problem.CodeKey).(string); code != "" {
 			attrs = append(attrs, slog.String("code", code))
 		}
-		g.deps.Logger.LogAttrs(req.Context(), slog.LevelInfo, "request", attrs...)
+		g.deps.Logger.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
 		return nil
 	}
 }

@@ -1,12 +1,15 @@
 // Package reqlog carries a request's id in its context, so every log line
 // about one request (access log, error handler, handlers) names the same
-// request id without each caller having to pass it along.
+// request id, and its trace when it has one (internal/tracing), without
+// each caller having to pass it along.
 package reqlog
 
 import (
 	"context"
 	"log/slog"
 	"sync/atomic"
+
+	"granary/internal/tracing"
 )
 
 type ctxKey struct{}
@@ -27,13 +30,14 @@ func With(ctx context.Context, base *slog.Logger, requestID string) context.Cont
 
 // From returns a logger naming the request ctx carries, or fallback when it
 // carries none (a request that never went through the gateway's
-// middleware).
+// middleware). The logger logs with ctx's span context when a call passes
+// none, so a tracing.Handler below it names the request's trace.
 func From(ctx context.Context, fallback *slog.Logger) *slog.Logger {
 	if e, ok := ctx.Value(ctxKey{}).(*entry); ok && e.base != nil {
 		if l := e.logger.Load(); l != nil {
 			return l
 		}
-		l := e.base.With("request_id", e.id)
+		l := tracing.BindContext(ctx, e.base).With("request_id", e.id)
 		e.logger.Store(l)
 		return l
 	}

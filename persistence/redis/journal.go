@@ -8,8 +8,12 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"granary/internal/redispipe"
+	"granary/internal/tracing"
 	"granary/persistence"
 )
 
@@ -26,8 +30,23 @@ const (
 // versions and positions beyond it cannot exist, so reads after it are empty.
 const maxExact = 1 << 53
 
-// Append implements persistence.Journal with append.lua.
-func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
+// journalSpan is built once: a variadic option per append would allocate.
+var journalSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+
+// Append implements persistence.Journal with append.lua. It runs under a
+// span when ctx is traced (or an exporter is installed).
+func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint64, events []persistence.EventData, opts ...persistence.AppendOption) (_ persistence.AppendResult, err error) {
+	ctx, span := tracing.Start(ctx, "journal.append", journalSpan...)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("granary.stream", stream), attribute.Int("granary.events", len(events)),
+			attribute.Int64("granary.expected_version", int64(expectedVersion)))
+		defer func() {
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	fail := func(err error) (persistence.AppendResult, error) {
 		return persistence.AppendResult{}, fmt.Errorf("append %s@%d: %w", stream, expectedVersion, err)
 	}
