@@ -38,11 +38,12 @@ func TestEtcdMembershipAcrossProcesses(t *testing.T) {
 	run := "etcd-" + randHex()
 
 	c := &cluster3{t: t}
+	ports := testkit.FreePorts(t, 6)
 	for i := range 3 {
 		c.env[i] = []string{
 			"GRANARY_REDIS_URL=" + redisURL, "GRANARY_JWT_SECRET=" + secret, "GRANARY_KEY_PREFIX=" + run,
-			fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", freeTCPPort(t)),
-			fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", freeTCPPort(t)),
+			fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", ports[2*i]),
+			fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", ports[2*i+1]),
 			"GRANARY_CLUSTER_PROVIDER=etcd",
 			"GRANARY_ETCD_ENDPOINTS=" + endpoint,
 			// A prefix of its own, so a concurrent run on the same etcd
@@ -179,8 +180,9 @@ func startEtcdServer(t *testing.T) string {
 		t.Skip("no etcd binary on PATH (Debian: apt-get install etcd-server)")
 	}
 	dir := t.TempDir()
-	clientURL := fmt.Sprintf("http://127.0.0.1:%d", freeTCPPort(t))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", freeTCPPort(t))
+	etcdPorts := testkit.FreePorts(t, 2)
+	clientURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPorts[0])
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPorts[1])
 	logPath := filepath.Join(dir, "etcd.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -20,14 +20,14 @@ type cluster3 struct {
 	nodes [3]*node
 }
 
-func freeTCPPort(t testing.TB) int { return testkit.FreePort(t) }
 
 func startCluster3(t *testing.T, redisURL, secret, prefix string, extraEnv ...string) *cluster3 {
 	c := &cluster3{t: t}
 	var amPorts, remotePorts, httpPorts [3]int
 	var peers []string
+	ports := testkit.FreePorts(t, 9)
 	for i := range 3 {
-		amPorts[i], remotePorts[i], httpPorts[i] = freeTCPPort(t), freeTCPPort(t), freeTCPPort(t)
+		amPorts[i], remotePorts[i], httpPorts[i] = ports[3*i], ports[3*i+1], ports[3*i+2]
 		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", amPorts[i]))
 	}
 	for i := range 3 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"granary/http/auth"
+	"granary/testkit"
 	"granary/testkit/rediscluster"
 )
 
@@ -23,10 +24,11 @@ func TestNodeOnRedisCluster(t *testing.T) {
 	cl := rediscluster.Start(t)
 	secret := "redis-cluster-secret-0123456789abcdef"
 	prefix := "rcnode-" + randHex()
+	ports := testkit.FreePorts(t, 2)
 	n := startNode(t,
 		"GRANARY_REDIS_URL="+cl.URL, "GRANARY_JWT_SECRET="+secret, "GRANARY_KEY_PREFIX="+prefix,
-		fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", freeTCPPort(t)),
-		fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", freeTCPPort(t)),
+		fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", ports[1]),
 		"GRANARY_RATE_LIMIT=0")
 	t.Cleanup(func() {
 		n.kill(t) // before reading what it wrote

@@ -117,8 +117,9 @@ func scaleRound(b *testing.B, redisURL string, members int) {
 func startMembers(b *testing.B, redisURL, secret, prefix string, n int) []*node {
 	am, remote, httpPorts := make([]int, n), make([]int, n), make([]int, n)
 	var peers []string
+	ports := testkit.FreePorts(b, 3*n)
 	for i := range n {
-		am[i], remote[i], httpPorts[i] = freeTCPPort(b), freeTCPPort(b), freeTCPPort(b)
+		am[i], remote[i], httpPorts[i] = ports[3*i], ports[3*i+1], ports[3*i+2]
 		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", am[i]))
 	}
 	nodes := make([]*node, n)

@@ -74,8 +74,9 @@ func startProcessPair(t testing.TB, bin, redisURL string) *harness {
 	prefix := "gwproc-" + hex.EncodeToString(r[:])
 	var am, remote, httpPorts [2]int
 	var peers []string
+	ports := testkit.FreePorts(t, 6)
 	for i := range 2 {
-		am[i], remote[i], httpPorts[i] = testkit.FreePort(t), testkit.FreePort(t), testkit.FreePort(t)
+		am[i], remote[i], httpPorts[i] = ports[3*i], ports[3*i+1], ports[3*i+2]
 		peers = append(peers, fmt.Sprintf("127.0.0.1:%d", am[i]))
 	}
 	var hs [2]*harness
