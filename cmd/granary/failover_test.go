@@ -20,7 +20,6 @@ type cluster3 struct {
 	nodes [3]*node
 }
 
-
 func startCluster3(t *testing.T, redisURL, secret, prefix string, extraEnv ...string) *cluster3 {
 	c := &cluster3{t: t}
 	var amPorts, remotePorts, httpPorts [3]int
