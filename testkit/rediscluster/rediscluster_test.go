@@ -60,3 +60,63 @@ func TestStartServesEverySlot(t *testing.T) {
 		}
 	}
 }
+
+// A replica takes over the slots of its master killed with SIGKILL within
+// a few node timeouts, and the data written before the kill (and
+// replicated, as WAIT confirms) is served by it.
+func TestReplicaTakesOverKilledMaster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six redis-servers")
+	}
+	c := StartWithReplicas(t)
+	client := c.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const key = "rediscluster-test:{p0}:x"
+	if err := client.Set(ctx, key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	slot, err := SlotOf(ctx, client, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master, err := MasterFor(ctx, client, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := client.MasterForKey(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := node.Wait(ctx, 1, 5000).Result(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1: %d replicas, %v", n, err)
+	}
+	killed := time.Now()
+	if err := c.Kill(master); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		now, err := MasterFor(ctx, client, slot)
+		if err == nil && now != master {
+			t.Logf("slot %d moved from %s to %s in %v", slot, master, now, time.Since(killed))
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("slot %d still on %s (%v)", slot, now, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition, with the ctx deadline
+	}
+	for {
+		v, err := client.Get(ctx, key).Result()
+		if err == nil {
+			if v != "v" {
+				t.Fatalf("GET after failover: %q", v)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("GET after failover: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
