@@ -143,8 +143,8 @@ func waitMemberCount(b *testing.B, c client, want int, within time.Duration) {
 		if code, err := c.do("GET", "/api/v1/cluster/members", nil, &body); err != nil || code != 200 {
 			return fmt.Errorf("members via %s: %d %v", c.base, code, err)
 		}
-		if len(body.Members) != want {
-			return fmt.Errorf("%s sees %d members, want %d", c.base, len(body.Members), want)
+		if n := len(body.live()); n != want {
+			return fmt.Errorf("%s sees %d live members, want %d", c.base, n, want)
 		}
 		return nil
 	})

@@ -217,11 +217,7 @@ func TestScheduledTransferFiresAfterItsMemberDies(t *testing.T) {
 		var body membersBody
 		code, err := reader.do("GET", "/api/v1/cluster/members", nil, &body)
 		o := observation{at: time.Now(), code: code}
-		if err == nil && code == 200 && !slices.ContainsFunc(body.Members, func(m struct {
-			ID string `json:"id"`
-		}) bool {
-			return m.ID == host
-		}) {
+		if err == nil && code == 200 && !slices.ContainsFunc(body.live(), func(m memberOut) bool { return m.ID == host }) {
 			o.status = "gone"
 		}
 		return o

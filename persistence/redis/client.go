@@ -13,6 +13,10 @@ import (
 const (
 	DefaultDialTimeout = 5 * time.Second
 	DefaultIOTimeout   = 3 * time.Second
+	// ClusterStateReload is how often a Redis Cluster client re-reads the
+	// slot map, which bounds how long it keeps sending to a master that
+	// died after its replica was promoted.
+	ClusterStateReload = time.Second
 )
 
 // IsClusterURL reports whether raw is go-redis's Redis Cluster URL form: a
@@ -44,6 +48,15 @@ func NewClient(raw string) (goredis.UniversalClient, error) {
 		opt.WriteTimeout = orDefault(opt.WriteTimeout, DefaultIOTimeout)
 		// As below; the cluster client passes it to every node's client.
 		opt.ContextTimeoutEnabled = true
+		// go-redis re-reads the slot map on MOVED/ASK, but a master that
+		// died answers nothing, so by default its slots kept pointing at
+		// the dead address until the 60 s periodic reload: its share of
+		// the journal was unavailable for a minute after its replica had
+		// taken over (TestNodeSurvivesRedisClusterMasterKill). A reload
+		// is one CLUSTER SHARDS per second per client.
+		if opt.ClusterStateReloadInterval == 0 {
+			opt.ClusterStateReloadInterval = ClusterStateReload
+		}
 		return goredis.NewClusterClient(opt), nil
 	}
 	opt, err := goredis.ParseURL(raw)
