@@ -39,6 +39,9 @@ func LeakOptions() []goleak.Option {
 		// Dials to a crashed peer (see above).
 		goleak.IgnoreAnyFunction("github.com/asynkron/protoactor-go/remote.(*endpointWriter).initialize"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc.(*addrConn).resetTransport"),
+		// Its name since grpc 1.7x (1.83 here, which OpenTelemetry's OTLP
+		// exporter requires).
+		goleak.IgnoreTopFunction("google.golang.org/grpc.(*addrConn).resetTransportAndUnlock"),
 		goleak.IgnoreTopFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
 	}
 }

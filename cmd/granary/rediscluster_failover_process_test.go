@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"granary/http/auth"
-	"granary/testkit"
 	"granary/testkit/rediscluster"
 )
 
@@ -33,31 +31,11 @@ func TestNodeSurvivesRedisClusterMasterKill(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	cl := rediscluster.StartWithReplicas(t)
-	secret := "redis-cluster-failover-secret-0123456789"
 	prefix := "rcfail-" + randHex()
-	ports := testkit.FreePorts(t, 2)
-	n := startNode(t,
-		"GRANARY_REDIS_URL="+cl.URL, "GRANARY_JWT_SECRET="+secret, "GRANARY_KEY_PREFIX="+prefix,
-		fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", ports[0]),
-		fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", ports[1]),
-		"GRANARY_RATE_LIMIT=0",
+	c := startClusterNode(t, cl, prefix,
 		// A deposit in flight at the kill is "unknown yet" until its claim
 		// lapses; keep that well inside the depositors' patience.
 		"GRANARY_IDEMPOTENCY_PENDING_TTL=8s")
-	t.Cleanup(func() {
-		n.kill(t)
-		if t.Failed() {
-			t.Logf("node stderr:\n%s", n.stderr)
-		}
-	})
-	tok, err := auth.Issue([]byte(secret), "root", []string{auth.RoleAdmin}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	transport := &http.Transport{MaxIdleConnsPerHost: 32}
-	t.Cleanup(transport.CloseIdleConnections)
-	c := client{token: tok, http: &http.Client{Timeout: 15 * time.Second, Transport: transport}, base: n.base}
-	waitReady(t, c, 60*time.Second)
 
 	const accounts = 20
 	deps := make([]*depositor, accounts)
@@ -68,7 +46,7 @@ func TestNodeSurvivesRedisClusterMasterKill(t *testing.T) {
 		if err != nil || code != 201 {
 			t.Fatalf("open account %d: %d %v", i, code, err)
 		}
-		deps[i] = &depositor{acked: map[string]int64{}, gateways: func() []string { return []string{n.base} }, c: c, accountID: a.ID}
+		deps[i] = &depositor{acked: map[string]int64{}, gateways: func() []string { return []string{c.base} }, c: c, accountID: a.ID}
 	}
 
 	stop := make(chan struct{})

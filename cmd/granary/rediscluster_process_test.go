@@ -22,33 +22,8 @@ func TestNodeOnRedisCluster(t *testing.T) {
 		t.Skip("starts real processes")
 	}
 	cl := rediscluster.Start(t)
-	secret := "redis-cluster-secret-0123456789abcdef"
 	prefix := "rcnode-" + randHex()
-	ports := testkit.FreePorts(t, 2)
-	n := startNode(t,
-		"GRANARY_REDIS_URL="+cl.URL, "GRANARY_JWT_SECRET="+secret, "GRANARY_KEY_PREFIX="+prefix,
-		fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", ports[0]),
-		fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", ports[1]),
-		"GRANARY_RATE_LIMIT=0")
-	t.Cleanup(func() {
-		n.kill(t) // before reading what it wrote
-		if t.Failed() {
-			t.Logf("node stderr:\n%s", n.stderr)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := rediscluster.DeleteKeys(ctx, cl.Client(t), prefix+":"); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	tok, err := auth.Issue([]byte(secret), "root", []string{auth.RoleAdmin}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	transport := &http.Transport{MaxIdleConnsPerHost: 4}
-	t.Cleanup(transport.CloseIdleConnections)
-	c := client{token: tok, http: &http.Client{Timeout: 15 * time.Second, Transport: transport}, base: n.base}
-	waitReady(t, c, 30*time.Second)
+	c := startClusterNode(t, cl, prefix)
 
 	must := func(what string, want int, method, path string, body, out any) {
 		t.Helper()
@@ -155,6 +130,40 @@ func TestNodeOnRedisCluster(t *testing.T) {
 		}
 	}
 	t.Logf("journal keys per master: %s", strings.Join(where, " "))
+}
+
+// startClusterNode starts one `granary node` on the Redis Cluster cl under
+// key prefix (its keys deleted at the end) and returns an admin client of
+// its gateway, once it is ready.
+func startClusterNode(t *testing.T, cl *rediscluster.Cluster, prefix string, env ...string) client {
+	t.Helper()
+	secret := "redis-cluster-secret-0123456789abcdef"
+	ports := testkit.FreePorts(t, 2)
+	n := startNode(t, append([]string{
+		"GRANARY_REDIS_URL=" + cl.URL, "GRANARY_JWT_SECRET=" + secret, "GRANARY_KEY_PREFIX=" + prefix,
+		fmt.Sprintf("GRANARY_HTTP_ADDR=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("GRANARY_CLUSTER_PORT=%d", ports[1]),
+		"GRANARY_RATE_LIMIT=0"}, env...)...)
+	t.Cleanup(func() {
+		n.kill(t) // before reading what it wrote
+		if t.Failed() {
+			t.Logf("node stderr:\n%s", n.stderr)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rediscluster.DeleteKeys(ctx, cl.Client(t), prefix+":"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	tok, err := auth.Issue([]byte(secret), "root", []string{auth.RoleAdmin}, time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transport := &http.Transport{MaxIdleConnsPerHost: 32}
+	t.Cleanup(transport.CloseIdleConnections)
+	c := client{token: tok, http: &http.Client{Timeout: 15 * time.Second, Transport: transport}, base: n.base}
+	waitReady(t, c, 60*time.Second)
+	return c
 }
 
 // waitReady waits until the node answers /ready with 200.
