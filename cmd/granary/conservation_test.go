@@ -85,10 +85,7 @@ func TestSagasConserveMoneyAndStockAcrossSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := client{token: tok, http: &http.Client{Timeout: 30 * time.Second}, base: cl.nodes[0].base}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	cl.waitFormed(admin, 20*time.Second)
 
 	const accounts, initial, transfers, orders, stock = 20, 10_000, 300, 120, 250
 	var accts []string

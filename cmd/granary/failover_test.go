@@ -71,6 +71,22 @@ func (b membersBody) live() []memberOut {
 	return out
 }
 
+// memberIDs are the three members' ids, in node order.
+func (c *cluster3) memberIDs() []string {
+	return []string{c.nodes[0].member, c.nodes[1].member, c.nodes[2].member}
+}
+
+// waitFormed waits until every node sees all three members, and returns
+// their ids.
+func (c *cluster3) waitFormed(admin client, timeout time.Duration) []string {
+	c.t.Helper()
+	ids := c.memberIDs()
+	for i := range 3 {
+		c.waitMembers(admin, i, ids, timeout)
+	}
+	return ids
+}
+
 // waitMembers waits until node i sees exactly the given member ids.
 func (c *cluster3) waitMembers(admin client, i int, want []string, timeout time.Duration) {
 	c.t.Helper()
@@ -176,10 +192,7 @@ func TestFailoverAfterSIGKILLAndRejoin(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := client{token: tok, http: &http.Client{Timeout: 10 * time.Second}}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	ids := cl.waitFormed(admin, 20*time.Second)
 
 	// Accounts spread over the members by the cluster's hashing; keep
 	// opening until the victim (member 1) hosts at least three.

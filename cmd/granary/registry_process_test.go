@@ -140,10 +140,7 @@ func TestRegistrySurvivesKillOfHostingMember(t *testing.T) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(transport.CloseIdleConnections)
 	admin := client{token: tok, http: &http.Client{Timeout: 10 * time.Second, Transport: transport}}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	ids := cl.waitFormed(admin, 20*time.Second)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return

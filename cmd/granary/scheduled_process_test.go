@@ -104,10 +104,7 @@ func TestScheduledTransferFiresAfterItsMemberDies(t *testing.T) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(transport.CloseIdleConnections)
 	admin := client{token: tok, http: &http.Client{Timeout: 10 * time.Second, Transport: transport}, base: cl.nodes[0].base}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	ids := cl.waitFormed(admin, 20*time.Second)
 	dumpOnFailure(t, cl)
 
 	const initial, amount = 10_000, 2_500
@@ -353,10 +350,7 @@ func TestConservationWithScheduledTransfersAcrossKills(t *testing.T) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(transport.CloseIdleConnections)
 	admin := client{token: tok, http: &http.Client{Timeout: 10 * time.Second, Transport: transport}, base: cl.nodes[0].base}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	cl.waitFormed(admin, 20*time.Second)
 	dumpOnFailure(t, cl)
 
 	const accounts, initial, scheduled, immediate, cancels = 8, 10_000, 30, 12, 6

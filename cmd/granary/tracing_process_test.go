@@ -51,10 +51,7 @@ func TestTraceIDCrossesMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := client{token: tok, http: &http.Client{Timeout: 10 * time.Second}}
-	ids := []string{cl.nodes[0].member, cl.nodes[1].member, cl.nodes[2].member}
-	for i := range 3 {
-		cl.waitMembers(admin, i, ids, 20*time.Second)
-	}
+	cl.waitFormed(admin, 20*time.Second)
 
 	// Open accounts through member 0 until one is hosted elsewhere; each
 	// request has a trace of its own.
