@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"granary/internal/leakcheck"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 // fakeT stands in for t where a test checks that a helper fails: it
 // records Fatal and Error reports instead of failing the test, and ends

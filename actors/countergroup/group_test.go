@@ -7,16 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"granary/actors/counter"
 	"granary/actors/countergroup"
 	"granary/cluster"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 type groupClient struct {
 	t    *testing.T

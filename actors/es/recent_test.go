@@ -6,10 +6,10 @@ import (
 	"slices"
 	"testing"
 
-	"go.uber.org/goleak"
+	"granary/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func TestRecentCommandsEvictsOldestFirst(t *testing.T) {
 	r := newRecentCommands(3)

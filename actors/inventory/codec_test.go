@@ -5,13 +5,12 @@ import (
 	"slices"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"granary/actors/es/estest"
+	"granary/internal/leakcheck"
 	"granary/messages"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // The journal outlives the code: the hex below is what the hand-written
 // codec this package had before es.ProtoCodec wrote (captured by running

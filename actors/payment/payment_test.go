@@ -5,13 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"granary/actors/payment"
+	"granary/internal/leakcheck"
 	"granary/messages"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // charged is the payment after saga's charge for user.
 func charged(t *testing.T, id, user, saga string, amount int64) payment.State {

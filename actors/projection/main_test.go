@@ -3,11 +3,10 @@ package projection_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"granary/internal/leakcheck"
 	"granary/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
+	leakcheck.Main(m, testkit.LeakOptions()...)
 }

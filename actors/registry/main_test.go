@@ -3,8 +3,8 @@ package registry
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"granary/internal/leakcheck"
 )
 
 // The watcher runs a polling goroutine; every test must leave none behind.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }

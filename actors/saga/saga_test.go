@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"granary/actors/account"
@@ -15,12 +14,13 @@ import (
 	"granary/actors/payment"
 	"granary/actors/saga"
 	"granary/cluster"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/persistence"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 type env struct {
 	t *testing.T

@@ -4,14 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"granary/actors/user"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 func register(id string) *messages.UserRequest {
 	return &messages.UserRequest{CommandId: "c1", Command: &messages.UserRequest_Register{Register: &messages.RegisterUser{

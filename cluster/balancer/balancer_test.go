@@ -11,15 +11,15 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/sony/gobreaker/v2"
-	"go.uber.org/goleak"
 
 	"granary/actors/service"
 	"granary/cluster/balancer"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 // fakeService is a set of real instance actors whose handler a test steers.
 type fakeService struct {

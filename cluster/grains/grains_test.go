@@ -6,17 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"granary/actors/account"
 	"granary/cluster/grains"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/persistence"
 	"granary/persistence/memory"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // fakeCaller records the one call made and answers with reply.
 type fakeCaller struct {

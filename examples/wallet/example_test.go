@@ -8,17 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"granary/actors/account"
 	"granary/cluster"
 	"granary/examples/wallet"
+	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
+	leakcheck.Main(m, testkit.LeakOptions()...)
 }
 
 func credit(cmd string, amount int64) *wallet.WalletRequest {

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/testkit"
 )
 
@@ -39,5 +40,5 @@ func TestMain(m *testing.M) {
 		testkit.RemoveBuiltBinaries()
 		os.Exit(code)
 	}))
-	goleak.VerifyTestMain(m, opts...)
+	leakcheck.Main(m, opts...)
 }

@@ -13,13 +13,13 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"granary/http/idempotency"
+	"granary/internal/leakcheck"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 // runStoreSuite is the contract every Store implementation must meet.
 func runStoreSuite(t *testing.T, newStore func(t *testing.T) (idempotency.Store, func(time.Duration))) {

@@ -17,10 +17,11 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
+
+	"granary/internal/leakcheck"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // upstream starts an instance on 127.0.0.1 and returns it as a Target.
 func upstream(t testing.TB, id string, h http.HandlerFunc) Target {

@@ -20,15 +20,15 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
 	"granary/http/problem"
 	"granary/http/ratelimit"
+	"granary/internal/leakcheck"
 	"granary/internal/testnet"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testkit.LeakOptions()...) }
+func TestMain(m *testing.M) { leakcheck.Main(m, testkit.LeakOptions()...) }
 
 func TestClientAddr(t *testing.T) {
 	trusted, err := ratelimit.ParseTrustedProxies([]string{"10.0.0.0/8", "::1", "fd00::/8"})

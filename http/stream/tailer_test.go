@@ -7,15 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"granary/http/stream"
+	"granary/internal/leakcheck"
 	"granary/persistence"
 	"granary/persistence/memory"
 	"granary/testkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func appendN(t *testing.T, j persistence.Journal, stream string, from, n int) {
 	t.Helper()

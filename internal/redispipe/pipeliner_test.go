@@ -16,12 +16,12 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/internal/testnet"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // envURL names a real Redis the tests may share with others: every test
 // uses keys of its own and deletes them afterwards.

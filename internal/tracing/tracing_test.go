@@ -8,12 +8,12 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/trace"
-	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/internal/tracing"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 const (
 	incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

@@ -7,6 +7,9 @@
 package warm
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -29,7 +32,48 @@ const DefaultIdle = 200 * time.Millisecond
 // New returns a pool of at most maxWorkers workers that each wait idle
 // for more work before exiting.
 func New(maxWorkers int, idle time.Duration) *Pool {
-	return &Pool{work: make(chan func()), maxWorkers: int32(maxWorkers), idle: idle}
+	p := &Pool{work: make(chan func()), maxWorkers: int32(maxWorkers), idle: idle}
+	pools.Lock()
+	pools.all = append(pools.all, p)
+	pools.Unlock()
+	return p
+}
+
+// pools lists every pool so Quiesce can reach the package-level ones the
+// grain runtime keeps. Pools are made by code, not per request, so the
+// list stays as short as the program text.
+var pools struct {
+	sync.Mutex
+	all []*Pool
+}
+
+// Quiesce tells every idle worker of every pool to exit now and waits
+// until none is alive, or reports the pools that still had workers at the
+// deadline. It is for a test binary's leak check: an idle worker would
+// exit on its own after Idle, but a check that races that timer on a busy
+// machine fails now and then; one that quiesces first fails only on a
+// worker that is really stuck.
+func Quiesce(timeout time.Duration) error {
+	pools.Lock()
+	all := append([]*Pool(nil), pools.all...)
+	pools.Unlock()
+	deadline := time.Now().Add(timeout)
+	var errs []error
+	for _, p := range all {
+		for p.workers.Load() > 0 {
+			select {
+			case p.work <- nil: // an idle worker takes nil as "exit"
+				continue
+			default:
+			}
+			if time.Now().After(deadline) {
+				errs = append(errs, fmt.Errorf("warm pool: %d workers still busy after %v", p.workers.Load(), timeout))
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Go runs fn.
@@ -59,6 +103,9 @@ func (p *Pool) worker(fn func()) {
 		t.Reset(p.idle)
 		select {
 		case fn = <-p.work:
+			if fn == nil {
+				return
+			}
 		case <-t.C:
 			return
 		}

@@ -77,3 +77,43 @@ func TestPoolNeverBlocksOnBusyWorkers(t *testing.T) {
 		}
 	}
 }
+
+// Quiesce ends idle workers at once, long before their idle timer, and
+// reports a worker that is still busy at its deadline.
+func TestQuiesceEndsIdleWorkersAndReportsBusyOnes(t *testing.T) {
+	d := New(4, time.Hour)
+	var ran sync.WaitGroup
+	ran.Add(3)
+	for range 3 {
+		d.Go(ran.Done)
+	}
+	ran.Wait()
+	if d.Workers() == 0 {
+		t.Fatal("no worker alive after three runs")
+	}
+	if err := Quiesce(5 * time.Second); err != nil {
+		t.Fatalf("quiesce with only idle workers: %v", err)
+	}
+	if w := d.Workers(); w != 0 {
+		t.Fatalf("%d workers alive after quiesce", w)
+	}
+
+	release := make(chan struct{})
+	started := make(chan struct{})
+	d.Go(func() { close(started); <-release })
+	<-started
+	if err := Quiesce(50 * time.Millisecond); err == nil {
+		t.Fatal("quiesce reported nothing while a worker was busy")
+	}
+	close(release)
+	if err := Quiesce(5 * time.Second); err != nil {
+		t.Fatalf("quiesce after the busy run ended: %v", err)
+	}
+	// The pool still works after quiescing.
+	done := make(chan struct{})
+	d.Go(func() { close(done) })
+	<-done
+	if err := Quiesce(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/persistence"
 	"granary/persistence/instrumented"
 	"granary/persistence/journaltest"
@@ -77,4 +77,4 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }

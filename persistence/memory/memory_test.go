@@ -3,14 +3,13 @@ package memory_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
-
+	"granary/internal/leakcheck"
 	"granary/persistence"
 	"granary/persistence/journaltest"
 	"granary/persistence/memory"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func TestConformance(t *testing.T) {
 	journaltest.Run(t, func(t *testing.T, partitions int) persistence.Store {

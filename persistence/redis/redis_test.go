@@ -10,8 +10,8 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/persistence"
 	"granary/persistence/journaltest"
 )
@@ -20,7 +20,7 @@ import (
 // uses its own key prefix and deletes its keys afterwards.
 const envURL = "GRANARY_REDIS_URL"
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // server is a Redis the tests can run against.
 type server struct {

@@ -14,14 +14,14 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	goredis "github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 
+	"granary/internal/leakcheck"
 	"granary/persistence"
 )
 
 const envURL = "GRANARY_REDIS_URL"
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 type backend struct {
 	name string

@@ -15,17 +15,17 @@ import (
 	"time"
 
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"granary/http/auth"
 	"granary/http/gateway"
+	"granary/internal/leakcheck"
 	"granary/internal/tracing"
 	"granary/testkit"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testkit.LeakOptions()...)
+	leakcheck.Main(m, testkit.LeakOptions()...)
 }
 
 const (
