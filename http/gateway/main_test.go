@@ -35,10 +35,8 @@ func TestMain(m *testing.M) {
 	for _, f := range protoactorThrottleTimers {
 		opts = append(opts, goleak.IgnoreTopFunction(f))
 	}
+	code := leakcheck.Run(m, opts...)
 	// The granary binary the process tests built goes once they all ran.
-	opts = append(opts, goleak.Cleanup(func(code int) {
-		testkit.RemoveBuiltBinaries()
-		os.Exit(code)
-	}))
-	leakcheck.Main(m, opts...)
+	testkit.RemoveBuiltBinaries()
+	os.Exit(code)
 }

@@ -15,9 +15,14 @@ import (
 	"granary/internal/warm"
 )
 
-// Main runs the tests and then the leak check; use it as
+// Main runs the tests and then the leak check, and exits; use it as
 // func TestMain(m *testing.M) { leakcheck.Main(m, opts...) }.
-func Main(m *testing.M, opts ...goleak.Option) {
+func Main(m *testing.M, opts ...goleak.Option) { os.Exit(Run(m, opts...)) }
+
+// Run is Main without the exit, for a TestMain that cleans up after the
+// check: it returns the exit code. (goleak.Cleanup is not an option here:
+// goleak.Find refuses it.)
+func Run(m *testing.M, opts ...goleak.Option) int {
 	code := m.Run()
 	if code == 0 {
 		if err := warm.Quiesce(10 * time.Second); err != nil {
@@ -29,5 +34,5 @@ func Main(m *testing.M, opts ...goleak.Option) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
