@@ -17,9 +17,6 @@ import (
 var _ Store = (*RedisStore)(nil)
 
 var (
-	//go:embed claim.lua
-	claimLua    string
-	claimScript = goredis.NewScript(claimLua)
 	//go:embed complete.lua
 	completeLua    string
 	completeScript = goredis.NewScript(completeLua)
@@ -30,7 +27,8 @@ var (
 
 // RedisStore keeps records in Redis, one string key per record with the
 // record's TTL, so every gateway sees them and they outlive the gateway
-// that wrote them. Each operation is one Lua script, hence atomic.
+// that wrote them. Each operation is atomic: a claim is one SET … NX GET
+// (Redis 7.0 or later), completion and release are Lua scripts.
 //
 // Values: "P|<token>|<fingerprint>" while pending,
 // "D|<fingerprint>|<response JSON>" once final.
@@ -62,7 +60,7 @@ func NewPipelinedRedisStore(client goredis.UniversalClient, prefix string) (*Red
 	if err != nil {
 		return nil, err
 	}
-	if s.pipe, err = redispipe.New(client, redispipe.Options{Scripts: []string{claimLua, completeLua, releaseLua}}); err != nil {
+	if s.pipe, err = redispipe.New(client, redispipe.Options{Scripts: []string{completeLua, releaseLua}}); err != nil {
 		return nil, fmt.Errorf("idempotency: %w", err)
 	}
 	return s, nil
@@ -94,34 +92,44 @@ func (s *RedisStore) run(ctx context.Context, script *goredis.Script, keys []str
 	return script.Run(ctx, s.client, keys, args...)
 }
 
-// claimAttempts bounds the retries of a claim whose blocking record
-// expired while it was being read.
-const claimAttempts = 3
-
-// Claim implements Store.
-func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pendingTTL time.Duration) (string, *Record, error) {
-	rkey := s.prefix + key
-	for range claimAttempts {
-		token := newToken()
-		res, err := s.run(ctx, claimScript, []string{rkey}, pendingPrefix(token)+fingerprint, pendingTTL.Milliseconds()).Slice()
-		if err != nil {
-			return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
-		}
-		switch status, _ := res[0].(int64); {
-		case status == 1:
-			return token, nil, nil
-		case status == 0 && len(res) == 3:
-			raw, _ := res[1].(string)
-			pttl, _ := res[2].(int64)
-			rec, err := decodeRecord(raw)
-			if err != nil {
-				return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
-			}
-			rec.ExpiresIn = time.Duration(max(pttl, 0)) * time.Millisecond
-			return "", rec, nil
+// do sends a plain command through the pipeline if there is one and it
+// is open, else on the client.
+func (s *RedisStore) do(ctx context.Context, key string, args ...any) *goredis.Cmd {
+	if s.pipe != nil {
+		cmd := s.pipe.Do(ctx, []string{key}, args...)
+		if !errors.Is(cmd.Err(), redispipe.ErrClosed) {
+			return cmd
 		}
 	}
-	return "", nil, fmt.Errorf("claim idempotency key %s: record kept expiring while being read", rkey)
+	return s.client.Do(ctx, args...)
+}
+
+// Claim implements Store. It is one SET … NX GET rather than a script:
+// every keyed request claims, and a script call costs Redis several
+// times the SET it would wrap (issue 10). Only a claim that finds a record
+// in the way asks for that record's TTL, in a second command; should the
+// record expire between the two, it is still the record that was in the
+// way, with no time left.
+func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pendingTTL time.Duration) (string, *Record, error) {
+	rkey := s.prefix + key
+	token := newToken()
+	raw, err := s.do(ctx, rkey, "SET", rkey, pendingPrefix(token)+fingerprint, "NX", "GET", "PX", pendingTTL.Milliseconds()).Text()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return token, nil, nil
+	case err != nil:
+		return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
+	}
+	rec, err := decodeRecord(raw)
+	if err != nil {
+		return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
+	}
+	pttl, err := s.do(ctx, rkey, "PTTL", rkey).Int64()
+	if err != nil {
+		return "", nil, fmt.Errorf("claim idempotency key %s: read its TTL: %w", rkey, err)
+	}
+	rec.ExpiresIn = time.Duration(max(pttl, 0)) * time.Millisecond
+	return "", rec, nil
 }
 
 // Complete implements Store.

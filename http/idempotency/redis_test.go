@@ -141,3 +141,42 @@ func BenchmarkRedisStore(b *testing.B) {
 		})
 	}
 }
+
+// A key under the store's prefix that the store did not write is reported,
+// never claimed over or read as a record: a foreign string is corrupt, a
+// key of another type is Redis's WRONGTYPE.
+func TestRedisStoreForeignKeys(t *testing.T) {
+	for _, piped := range []bool{false, true} {
+		t.Run("pipelined="+strconv.FormatBool(piped), func(t *testing.T) {
+			rdb, prefix, _ := testRedis(t)
+			var s *idempotency.RedisStore
+			var err error
+			if piped {
+				s, err = idempotency.NewPipelinedRedisStore(rdb, prefix)
+				t.Cleanup(func() { _ = s.Close() })
+			} else {
+				s, err = idempotency.NewRedisStore(rdb, prefix)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if err := rdb.Set(ctx, prefix+":idempotency:str", "not a record", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if err := rdb.RPush(ctx, prefix+":idempotency:list", "x").Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tok, rec, err := s.Claim(ctx, "str", "fp", time.Minute); !errors.Is(err, idempotency.ErrCorruptRecord) {
+				t.Fatalf("claim over a foreign string: token %q, record %v, err %v; want ErrCorruptRecord", tok, rec, err)
+			}
+			tok, rec, err := s.Claim(ctx, "list", "fp", time.Minute)
+			if err == nil || !goredis.HasErrorPrefix(errors.Unwrap(err), "WRONGTYPE") {
+				t.Fatalf("claim over a list: token %q, record %v, err %v; want WRONGTYPE", tok, rec, err)
+			}
+			if v, err := rdb.Get(ctx, prefix+":idempotency:str").Result(); err != nil || v != "not a record" {
+				t.Fatalf("the foreign string became %q (%v)", v, err)
+			}
+		})
+	}
+}

@@ -202,6 +202,18 @@ func (p *Pipeliner) EvalRO(ctx context.Context, script string, keys []string, ar
 	return p.do(ctx, evalRO, script, keys, args)
 }
 
+// Do sends one plain command (args, the command's name first) in the
+// pipeline of keys, the keys the command names (they pick the shard, as a
+// script's keys do). It is for commands that need no script to be atomic,
+// like SET … NX GET: a script call costs the server several times the
+// command it wraps.
+func (p *Pipeliner) Do(ctx context.Context, keys []string, args ...any) *goredis.Cmd {
+	if len(args) == 0 {
+		return failed(ctx, command, "", errors.New("redispipe: Do without a command"))
+	}
+	return p.do(ctx, command, "", keys, args)
+}
+
 // ScriptExists implements goredis.Scripter: straight to the client.
 func (p *Pipeliner) ScriptExists(ctx context.Context, hashes ...string) *goredis.BoolSliceCmd {
 	return p.client.ScriptExists(ctx, hashes...)

@@ -591,6 +591,40 @@ func TestRepliesAsClient(t *testing.T) {
 	})
 }
 
+// A plain command through Do answers as the client's Do does, in the
+// same pipelines as the scripts: nil as goredis.Nil, a value, an error.
+func TestDoPlainCommand(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv server) {
+		f := newFixture(t, srv, Options{})
+		ctx := t.Context()
+		k := f.key("claim")
+		if _, err := f.Do(ctx, []string{k}, "SET", k, "first", "NX", "GET", "PX", 60000).Text(); !errors.Is(err, goredis.Nil) {
+			t.Fatalf("SET NX GET on a free key: %v, want goredis.Nil", err)
+		}
+		old, err := f.Do(ctx, []string{k}, "SET", k, "second", "NX", "GET", "PX", 60000).Text()
+		if err != nil || old != "first" {
+			t.Fatalf("SET NX GET on a held key: %q, %v; want the value in the way", old, err)
+		}
+		if v, err := f.client.Get(ctx, k).Result(); err != nil || v != "first" {
+			t.Fatalf("the held key became %q (%v)", v, err)
+		}
+		if _, err := f.push(ctx, "list", -1, 1); err != nil {
+			t.Fatal(err)
+		}
+		_, piped := f.Do(ctx, []string{f.key("list")}, "GET", f.key("list")).Result()
+		_, direct := f.client.Do(ctx, "GET", f.key("list")).Result()
+		if piped == nil || direct == nil || piped.Error() != direct.Error() {
+			t.Fatalf("GET of a list: pipelined %v, direct %v", piped, direct)
+		}
+		if err := f.Do(ctx, nil).Err(); err == nil {
+			t.Fatal("Do without a command did not fail")
+		}
+		if st := f.Stats(); st.Calls < 4 {
+			t.Fatalf("stats count %d calls, want the Do calls among them", st.Calls)
+		}
+	})
+}
+
 // A pipeline lives no longer than its calls' latest deadline: one whose
 // callers have all given up is not run, and the shard goes on with the
 // next.

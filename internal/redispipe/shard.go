@@ -22,10 +22,13 @@ const (
 	evalShaRO
 	kindEval
 	evalRO
+	// command is a plain command, not a script: its args are the whole
+	// command, script is empty.
+	command
 )
 
 func (k kind) name() string {
-	return [...]string{"evalsha", "evalsha_ro", "eval", "eval_ro"}[k]
+	return [...]string{"evalsha", "evalsha_ro", "eval", "eval_ro", "command"}[k]
 }
 
 // call is one caller's script call. Its state moves once, from queued to
@@ -34,7 +37,7 @@ func (k kind) name() string {
 type call struct {
 	ctx    context.Context
 	kind   kind
-	script string // SHA-1 for evalSha*, source for eval*
+	script string // SHA-1 for evalSha*, source for eval*, empty for command
 	keys   []string
 	args   []any
 	state  atomic.Int32
@@ -230,6 +233,8 @@ func (sh *shard) exec(ctx context.Context, batch []*call, eval bool) []*goredis.
 			cmds[i] = pipe.Eval(ctx, script, c.keys, c.args...)
 		case evalRO:
 			cmds[i] = pipe.EvalRO(ctx, script, c.keys, c.args...)
+		case command:
+			cmds[i] = pipe.Do(ctx, c.args...)
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
