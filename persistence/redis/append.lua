@@ -23,8 +23,8 @@
 -- Every check runs before the first write because Redis does not roll a
 -- script back when it fails halfway. A wrong-typed key fails its read here.
 -- Calls are per batch, not per event (one HSET and one RPUSH for all
--- bodies), and two per command: a busy stream's batch costs little more
--- than one command.
+-- bodies, one MGET for all marks), and one per command: a busy stream's
+-- batch costs little more than one command.
 local now
 local function late(ms)
   if ms <= 0 then
@@ -42,14 +42,18 @@ end
 -- The marks first: that a command was applied or refused is true whatever
 -- the clock says, so a late copy of an applied command is answered as the
 -- duplicate it is, never as "expired, not applied".
+-- One MGET for all of them: a hot grain's batch records a dozen commands,
+-- and every redis.call costs more than the read it makes.
 local m = tonumber(ARGV[4])
-for j = 1, m do
-  local marks = redis.call('MGET', KEYS[2 + 2 * j], KEYS[3 + 2 * j])
-  if marks[1] then
-    return {3, j}
-  end
-  if marks[2] then
-    return {4, tonumber(marks[2]), j}
+if m > 0 then
+  local marks = redis.call('MGET', unpack(KEYS, 4, 3 + 2 * m))
+  for j = 1, m do
+    if marks[2 * j - 1] then
+      return {3, j}
+    end
+    if marks[2 * j] then
+      return {4, tonumber(marks[2 * j]), j}
+    end
   end
 end
 if late(tonumber(ARGV[2])) then
