@@ -1,8 +1,10 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"granary/internal/redispipe"
 	"granary/persistence"
 )
 
@@ -43,29 +46,39 @@ func (s *Store) PutSaga(ctx context.Context, r persistence.SagaRecord) error {
 		return fmt.Errorf("put saga %s/%s: %w", r.Kind, r.ID, err)
 	}
 	m := member(r.Kind, r.ID)
-	// Keep the first start time: ZADD NX never moves it, and the record
-	// is rewritten with the stored score below.
-	if err := s.client.ZAddNX(ctx, s.keys.sagaStarted(), goredis.Z{Score: float64(r.StartedAt.UnixMilli()), Member: m}).Err(); err != nil {
-		return fmt.Errorf("put saga %s: %w", m, err)
-	}
-	started, err := s.client.ZScore(ctx, s.keys.sagaStarted(), m).Result()
-	if err != nil {
-		return fmt.Errorf("put saga %s: %w", m, err)
-	}
 	data, err := json.Marshal(sagaJSON{Kind: r.Kind, ID: r.ID, Status: r.Status, FailedStep: r.FailedStep,
-		StartedAt: int64(started), UpdatedAt: r.UpdatedAt.UnixMilli()})
+		StartedAt: r.StartedAt.UnixMilli(), UpdatedAt: r.UpdatedAt.UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("put saga %s: %w", m, err)
 	}
-	_, err = s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		p.HSet(ctx, s.keys.sagaRecords(), m, data)
-		if r.Open() {
-			p.ZAdd(ctx, s.keys.sagaOpen(), goredis.Z{Score: float64(r.UpdatedAt.UnixMilli()), Member: m})
-		} else {
-			p.ZRem(ctx, s.keys.sagaOpen(), m)
+	// The script writes the start time Redis keeps, so the JSON goes in
+	// two halves around it. `,"a":` cannot occur inside a JSON string (its
+	// quote would be escaped), so the first one is the key's.
+	i := bytes.Index(data, []byte(`,"a":`))
+	if i < 0 {
+		return fmt.Errorf("put saga %s: record JSON has no start time", m)
+	}
+	i += len(`,"a":`)
+	j := i
+	for j < len(data) && (data[j] == '-' || data[j] >= '0' && data[j] <= '9') {
+		j++
+	}
+	open := "0"
+	if r.Open() {
+		open = "1"
+	}
+	keys := []string{s.keys.sagaStarted(), s.keys.sagaRecords(), s.keys.sagaOpen()}
+	args := []any{m, r.StartedAt.UnixMilli(), data[:i], data[j:], r.UpdatedAt.UnixMilli(), open}
+	if s.gcOff {
+		err = putSagaScript.Run(ctx, s.client, keys, args...).Err()
+	} else {
+		// A saga indexes itself at every step: through the journal's
+		// pipelines the update shares round trips with the appends.
+		err = putSagaScript.Run(ctx, s.pipe, keys, args...).Err()
+		if errors.Is(err, redispipe.ErrClosed) {
+			err = persistence.ErrClosed
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return fmt.Errorf("put saga %s: %w", m, err)
 	}

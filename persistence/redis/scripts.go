@@ -29,6 +29,10 @@ var (
 	streamVersionSrc    string
 	streamVersionScript = goredis.NewScript(streamVersionSrc)
 
+	//go:embed put_saga.lua
+	putSagaSrc    string
+	putSagaScript = goredis.NewScript(putSagaSrc)
+
 	//go:embed snapshot.lua
 	snapshotSrc    string
 	snapshotScript = goredis.NewScript(snapshotSrc)

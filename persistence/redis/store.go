@@ -78,7 +78,7 @@ func New(client goredis.UniversalClient, opts Options) (*Store, error) {
 	if opts.KeyPrefix == "" {
 		opts.KeyPrefix = DefaultKeyPrefix
 	}
-	pipe, err := newPipe(client, opts.GroupCommit, appendSrc, streamVersionSrc)
+	pipe, err := newPipe(client, opts.GroupCommit, appendSrc, streamVersionSrc, putSagaSrc)
 	if err != nil {
 		return nil, fmt.Errorf("redis store: %w", err)
 	}
