@@ -108,8 +108,8 @@ func (s *RedisStore) do(ctx context.Context, key string, args ...any) *goredis.C
 // every keyed request claims, and a script call costs Redis several
 // times the SET it would wrap (issue 10). Only a claim that finds a record
 // in the way asks for that record's TTL, in a second command; should the
-// record expire between the two, it is still the record that was in the
-// way, with no time left.
+// record expire between the two (or that command fail), it is still the
+// record that was in the way, with no time left.
 func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pendingTTL time.Duration) (string, *Record, error) {
 	rkey := s.prefix + key
 	token := newToken()
@@ -124,11 +124,12 @@ func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pending
 	if err != nil {
 		return "", nil, fmt.Errorf("claim idempotency key %s: %w", rkey, err)
 	}
-	pttl, err := s.do(ctx, rkey, "PTTL", rkey).Int64()
-	if err != nil {
-		return "", nil, fmt.Errorf("claim idempotency key %s: read its TTL: %w", rkey, err)
+	// The record is read; its TTL is only a hint, so a failure to read it
+	// (the store's time used up by the SET) leaves no time rather than
+	// failing a claim that has its answer.
+	if pttl, err := s.do(ctx, rkey, "PTTL", rkey).Int64(); err == nil {
+		rec.ExpiresIn = time.Duration(max(pttl, 0)) * time.Millisecond
 	}
-	rec.ExpiresIn = time.Duration(max(pttl, 0)) * time.Millisecond
 	return "", rec, nil
 }
 

@@ -66,7 +66,9 @@ type Options struct {
 	// was flushed or it restarted). Scripts it sees in Eval or ScriptLoad are learnt too, up
 	// to maxScripts; the NOSCRIPT of an unknown script goes back to the
 	// caller (Script.Run then sends it again with EVAL, maybe out of
-	// order with other calls on its key).
+	// order with other calls on its key). A plain command (Do) of the same
+	// pipeline is never sent again, so after a NOSCRIPT it may reach
+	// Redis before an earlier script call on its key.
 	Scripts []string
 }
 

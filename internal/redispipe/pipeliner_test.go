@@ -523,6 +523,57 @@ func TestNoScript(t *testing.T) {
 	})
 }
 
+// A plain command that shares a pipeline with scripts answered NOSCRIPT
+// runs once: only the scripts are sent again.
+func TestNoScriptLeavesPlainCommandsAlone(t *testing.T) {
+	forEachServer(t, func(t *testing.T, srv server) {
+		f := newFixture(t, srv, Options{Shards: 1})
+		ctx := t.Context()
+		if _, err := f.push(ctx, "s", 0, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatalf("SCRIPT FLUSH: %v", err)
+		}
+		incr := func(key string) <-chan result {
+			ch := make(chan result, 1)
+			go func() {
+				v, err := f.Do(ctx, []string{f.key(key)}, "INCR", f.key(key)).Int64()
+				ch <- result{[]int64{v}, err}
+			}()
+			return ch
+		}
+		// The first pipeline, held, is a plain command alone; the second
+		// mixes one with two script calls that will answer NOSCRIPT.
+		gt := holdFirstBatch(f)
+		w := incr("w")
+		recv(t, gt.entered, "first batch")
+		n := incr("n")
+		f.queued(t, 1)
+		x := f.pushAsync(ctx, "s", 1, 2)
+		f.queued(t, 2)
+		y := f.pushAsync(ctx, "s", 2, 3)
+		f.queued(t, 3)
+		close(gt.release)
+		for i, ch := range []<-chan result{x, y} {
+			if r := recv(t, ch, "reply"); r.err != nil || !slices.Equal(r.val, []int64{1, int64(i + 2), int64(i + 2)}) {
+				t.Fatalf("script call %d after SCRIPT FLUSH: %v, %v", i+2, r.val, r.err)
+			}
+		}
+		for _, ch := range []<-chan result{w, n} {
+			if r := recv(t, ch, "INCR"); r.err != nil || r.val[0] != 1 {
+				t.Fatalf("INCR: %v, %v", r.val, r.err)
+			}
+		}
+		if v, err := f.client.Get(ctx, f.key("n")).Int(); err != nil || v != 1 {
+			t.Fatalf("counter %d (%v): the plain command ran again", v, err)
+		}
+		if got := gt.batches(); len(got) < 2 || !slices.Equal(got[:2], []int{1, 3}) {
+			t.Fatalf("batches %v; want the INCR alone, then INCR and two scripts together", got)
+		}
+	})
+}
+
 // A script the pipeliner does not know answers NOSCRIPT to its caller,
 // and Script.Run's EVAL teaches it the source: after a flush the shard
 // recovers by itself.

@@ -61,23 +61,25 @@ func Quiesce(timeout time.Duration) error {
 	var errs []error
 	for _, p := range all {
 		for p.workers.Load() > 0 {
-			select {
-			case p.work <- nil: // an idle worker takes nil as "exit"
-				continue
-			default:
-			}
 			if time.Now().After(deadline) {
 				errs = append(errs, fmt.Errorf("warm pool: %d workers still busy after %v", p.workers.Load(), timeout))
 				break
 			}
-			time.Sleep(time.Millisecond)
+			select {
+			case p.work <- nil: // an idle worker takes nil as "exit"
+			default:
+				time.Sleep(time.Millisecond)
+			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// Go runs fn.
+// Go runs fn, which must not be nil (a nil is how Quiesce ends a worker).
 func (p *Pool) Go(fn func()) {
+	if fn == nil {
+		panic("warm: Go(nil)")
+	}
 	select {
 	case p.work <- fn:
 		return

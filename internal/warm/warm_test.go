@@ -117,3 +117,14 @@ func TestQuiesceEndsIdleWorkersAndReportsBusyOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// nil is how Quiesce ends a worker, so Go refuses it rather than lose the
+// call and a worker silently.
+func TestGoRefusesNil(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Go(nil) did not panic")
+		}
+	}()
+	New(1, DefaultIdle).Go(nil)
+}

@@ -42,17 +42,20 @@ end
 -- The marks first: that a command was applied or refused is true whatever
 -- the clock says, so a late copy of an applied command is answered as the
 -- duplicate it is, never as "expired, not applied".
--- One MGET for all of them: a hot grain's batch records a dozen commands,
--- and every redis.call costs more than the read it makes.
+-- One MGET for many of them: a hot grain's batch records a dozen
+-- commands, and every redis.call costs more than the read it makes. In
+-- chunks, as the bodies below: unpack's values live on Lua's C stack.
 local m = tonumber(ARGV[4])
-if m > 0 then
-  local marks = redis.call('MGET', unpack(KEYS, 4, 3 + 2 * m))
-  for j = 1, m do
-    if marks[2 * j - 1] then
+for from = 1, m, 500 do
+  local to = math.min(m, from + 499)
+  local marks = redis.call('MGET', unpack(KEYS, 2 + 2 * from, 3 + 2 * to))
+  for j = from, to do
+    local k = 2 * (j - from)
+    if marks[k + 1] then
       return {3, j}
     end
-    if marks[2 * j] then
-      return {4, tonumber(marks[2 * j]), j}
+    if marks[k + 2] then
+      return {4, tonumber(marks[k + 2]), j}
     end
   end
 end
