@@ -21,7 +21,7 @@ func TestBuiltinKindsNamesEveryKind(t *testing.T) {
 	defer system.Shutdown()
 	m := &Member{System: system, log: cfg.Account.Logger, registry: cfg.Registry.withDefaults()}
 	var got []string
-	for _, k := range kinds(m, cfg) {
+	for _, k := range kinds(m, cfg, newPlacement(cfg.Account.IdleTimeout/4, cfg.Account.Logger)) {
 		if !isService(cfg, k.Kind) {
 			got = append(got, k.Kind)
 		}

@@ -16,6 +16,7 @@ import (
 	"granary/actors/inventory"
 	"granary/actors/payment"
 	"granary/actors/projection"
+	"granary/actors/registry"
 	"granary/actors/saga"
 	"granary/actors/service"
 	"granary/actors/user"
@@ -125,21 +126,11 @@ func (c GrainsConfig) grainConfig(memberID string) es.GrainConfig {
 
 // kinds returns the grain kinds member m hosts; its grains report m's id
 // (X-Served-By) and reach other grains and services through m.
-func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
+func kinds(m *Member, cfg GrainsConfig, pl *placement) []*pcluster.Kind {
 	a := cfg.Account
 	a.MemberID = m.ID()
 	c := cfg.grainConfig(m.ID())
 	g := countergroup.Config{Counter: c, MaxRestarts: cfg.Supervision.MaxRestarts, RestartWindow: cfg.Supervision.RestartWindow}
-	out := []*pcluster.Kind{
-		pcluster.NewKind(account.Kind, account.Props(a)),
-		pcluster.NewKind(counter.Kind, counter.GrainProps(c)),
-		pcluster.NewKind(countergroup.Kind, countergroup.Props(g)),
-		pcluster.NewKind(user.Kind, user.Props(c)),
-		pcluster.NewKind(inventory.Kind, inventory.Props(c)),
-		pcluster.NewKind(payment.Kind, payment.Props(c)),
-		pcluster.NewKind(projection.Kind, projection.Props(projection.Config{Settings: cfg.Projection, Store: a.Store,
-			StoreTimeout: a.StoreTimeout, MemberID: m.ID(), Logger: a.Logger, Now: a.Now})),
-	}
 	sc := saga.Config{
 		GrainConfig:  c,
 		Participants: saga.Participants{Call: m, Services: serviceCalls{m.services}},
@@ -147,34 +138,41 @@ func kinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
 		Reminders: scheduler{m.registry.Reminders},
 		Outcomes:  m.sagaOutcomes(),
 	}
-	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
-		out = append(out, pcluster.NewKind(def.Kind, saga.Props(def, sc)))
+	rc := m.registryConfig(cfg)
+	lean := map[string]actor.Producer{
+		account.Kind:      account.Producer(a),
+		counter.Kind:      counter.GrainProducer(c),
+		countergroup.Kind: countergroup.Producer(g),
+		user.Kind:         user.Producer(c),
+		inventory.Kind:    inventory.Producer(c),
+		payment.Kind:      payment.Producer(c),
+		projection.Kind: projection.Producer(projection.Config{Settings: cfg.Projection, Store: a.Store,
+			StoreTimeout: a.StoreTimeout, MemberID: m.ID(), Logger: a.Logger, Now: a.Now}),
+		registry.InstanceKind: registry.InstanceProducer(rc),
+		registry.RouteKind:    registry.RouteProducer(rc),
 	}
-	out = append(out, registryKinds(m, cfg)...)
-	out = append(out, extraKinds(m, cfg)...)
-	for _, k := range out {
-		k.Props = lightMailbox(k.Props)
+	for _, def := range []*saga.Definition{saga.Order, saga.Transfer} {
+		lean[def.Kind] = saga.Producer(def, sc)
+	}
+	var out []*pcluster.Kind
+	for _, name := range slices.Sorted(maps.Keys(lean)) {
+		out = append(out, pl.lean(name, lean[name], grainProps...))
+	}
+	// Kinds given as Props are activated as Proto.Actor's disthash does,
+	// with the cluster middleware and the release of passivated grains.
+	for _, k := range extraKinds(m, cfg) {
+		k.Props = releaseOnStop(k.Props.Configure(grainProps...))
+		out = append(out, k)
 	}
 	// Services are kinds too, so that membership advertises which members
 	// run them; callers reach their named instances directly.
 	for _, name := range slices.Sorted(maps.Keys(cfg.Services)) {
-		out = append(out, pcluster.NewKind(name, service.Props(name, m.ID(), 0, cfg.Services[name](m), a.Logger)))
-	}
-	for _, k := range out {
-		k.Props = releaseOnStop(k.Props)
+		out = append(out, pcluster.NewKind(name, releaseOnStop(service.Props(name, m.ID(), 0, cfg.Services[name](m), a.Logger))))
 	}
 	return out
 }
 
-// lightMailbox gives a grain kind Proto.Actor's lock-free unbounded
-// mailbox instead of the default one. Both are the same mailbox (system
-// messages first, one consumer, unbounded); the default keeps user
-// messages in a mutex-guarded ring that starts at 10 slots, ~240 B that an
-// idle grain holds for nothing, where the lock-free queue holds one empty
-// 24 B node and allocates a node per message in flight (issue 10). A
-// grain's mailbox is rarely more than a few messages deep, so the ring's
-// throughput edge does not show; services, which take every member's
-// traffic, keep the default.
-func lightMailbox(props *actor.Props) *actor.Props {
-	return props.Configure(actor.WithMailbox(actor.UnboundedLockfree()), actor.WithDispatcher(grainDispatcher))
-}
+// grainProps are the mailbox and dispatcher of every grain kind: a
+// grainMailbox (see there) on the warm grainDispatcher. Services, which
+// take every member's traffic, keep Proto.Actor's default mailbox.
+var grainProps = []actor.PropsOption{actor.WithMailbox(newGrainMailbox), actor.WithDispatcher(grainDispatcher)}

@@ -17,7 +17,6 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/test"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	cmap "github.com/orcaman/concurrent-map"
@@ -144,6 +143,8 @@ type Member struct {
 	book     memberBook // departed members, broken links
 	sub      *eventstream.Subscription
 	services *balancer.Set
+	// placement activates this member's grains (the identity lookup).
+	placement *placement
 	// stopSweep ends the saga sweep; sweepDone closes when it has.
 	stopSweep context.CancelFunc
 	sweepDone chan struct{}
@@ -196,8 +197,10 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 		return nil, err
 	}
 	rc := remote.Configure(cfg.Host, cfg.Port)
-	cc := pcluster.Configure(cfg.Name, provider, disthash.New(), rc,
-		pcluster.WithKinds(kinds(m, grains)...),
+	pl := newPlacement(grains.Account.IdleTimeout/4, logger)
+	m.placement = pl
+	cc := pcluster.Configure(cfg.Name, provider, pl, rc,
+		pcluster.WithKinds(kinds(m, grains, pl)...),
 		pcluster.WithRequestTimeout(cfg.RequestTimeout),
 		pcluster.WithHeartbeatExpiration(cfg.HeartbeatExpiration),
 	)
@@ -235,6 +238,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 				defer func() { _ = recover() }()
 				c.Shutdown(false)
 			}()
+			pl.release()
 			m = nil
 		}
 	}()
@@ -318,6 +322,7 @@ func (m *Member) Stop(graceful bool) {
 		<-m.remindersDone
 	}
 	m.Cluster.Shutdown(graceful)
+	m.placement.release()
 	m.System.EventStream.Unsubscribe(m.sub)
 	m.log.Info("cluster member stopped", "graceful", graceful)
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	pcluster "github.com/asynkron/protoactor-go/cluster"
-
 	"granary/actors/registry"
 	"granary/actors/saga"
 	"granary/messages"
@@ -77,13 +75,10 @@ func (s scheduler) Unschedule(ctx context.Context, kind, id string) error {
 	return s.store.Cancel(ctx, reminder.Key{Kind: kind, ID: id})
 }
 
-func registryKinds(m *Member, cfg GrainsConfig) []*pcluster.Kind {
-	rc := registry.Config{Grain: cfg.grainConfig(m.ID()), View: m.registry.View, Reminders: scheduler{m.registry.Reminders},
+// registryConfig is what the registry kinds of member m share.
+func (m *Member) registryConfig(cfg GrainsConfig) registry.Config {
+	return registry.Config{Grain: cfg.grainConfig(m.ID()), View: m.registry.View, Reminders: scheduler{m.registry.Reminders},
 		Hosts: m.registry.Hosts, MaxInstances: m.registry.MaxInstances, ProbeTimeout: m.registry.ProbeTimeout, PurgeAfter: m.registry.PurgeAfter}
-	return []*pcluster.Kind{
-		pcluster.NewKind(registry.InstanceKind, registry.InstanceProps(rc)),
-		pcluster.NewKind(registry.RouteKind, registry.RouteProps(rc)),
-	}
 }
 
 // wakeMessages are what a reminder sends to a grain of each kind.

@@ -14,10 +14,10 @@ type heavyGrain struct{ state *[1 << 20]byte }
 
 func (g *heavyGrain) Receive(actor.Context) {}
 
-// placement stands for Proto.Actor's placement actor: it spawns grains as
+// parentActor stands for the placement actor: it spawns grains as
 // its children and, like the cluster's callers, sends to them through the
 // *PID it got from Spawn.
-type placement struct {
+type parentActor struct {
 	props   *actor.Props
 	weak    chan weak.Pointer[[1 << 20]byte]
 	stopped chan struct{}
@@ -25,7 +25,7 @@ type placement struct {
 
 type spawnAndPoison struct{ n int }
 
-func (p *placement) Receive(ctx actor.Context) {
+func (p *parentActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case spawnAndPoison:
 		for range msg.n {
@@ -37,13 +37,13 @@ func (p *placement) Receive(ctx actor.Context) {
 }
 
 // Issue 9: a passivated grain must not stay reachable. Without
-// releaseOnStop the placement actor's children PIDSet keeps stale *PIDs
+// releaseOnStop the parentActor actor's children PIDSet keeps stale *PIDs
 // whose cached process pointer holds the stopped grain and its state.
 func TestStoppedGrainsAreNotRetainedByTheirParent(t *testing.T) {
 	const n = 8
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
-	p := &placement{weak: make(chan weak.Pointer[[1 << 20]byte], n), stopped: make(chan struct{}, n)}
+	p := &parentActor{weak: make(chan weak.Pointer[[1 << 20]byte], n), stopped: make(chan struct{}, n)}
 	p.props = releaseOnStop(actor.PropsFromProducer(func() actor.Actor {
 		g := &heavyGrain{state: new([1 << 20]byte)}
 		p.weak <- weak.Make(g.state)

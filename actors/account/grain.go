@@ -47,3 +47,6 @@ var kind = &es.Kind[State, *messages.AccountEvent, *messages.AccountRequest, *me
 
 // Props builds the actor props of the account kind.
 func Props(cfg GrainConfig) *actor.Props { return es.Props(kind, cfg) }
+
+// Producer makes the kind's grains (the cluster shares one Props among them).
+func Producer(cfg GrainConfig) actor.Producer { return es.Producer(kind, cfg) }

@@ -17,8 +17,11 @@ type Config = es.GrainConfig
 
 // GrainProps are the props of the counter cluster kind: the name comes from
 // the grain's identity.
-func GrainProps(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &Actor{cfg: cfg, stream: GrainStream} })
+func GrainProps(cfg Config) *actor.Props { return actor.PropsFromProducer(GrainProducer(cfg)) }
+
+// GrainProducer makes the counter kind's grains.
+func GrainProducer(cfg Config) actor.Producer {
+	return func() actor.Actor { return &Actor{cfg: cfg, stream: GrainStream} }
 }
 
 // ChildProps are the props of a counter child named name whose events live

@@ -29,10 +29,13 @@ type Config struct {
 func DefaultSupervision() (int, time.Duration) { return 3, 10 * time.Second }
 
 // Props are the props of the counter-group cluster kind.
-func Props(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor {
+func Props(cfg Config) *actor.Props { return actor.PropsFromProducer(Producer(cfg)) }
+
+// Producer makes the counter-group kind's grains.
+func Producer(cfg Config) actor.Producer {
+	return func() actor.Actor {
 		return &Group{cfg: cfg, strategy: actor.NewOneForOneStrategy(cfg.MaxRestarts, cfg.RestartWindow, actor.DefaultDecider)}
-	})
+	}
 }
 
 // Group is the supervisor grain. It is its children's SupervisorStrategy

@@ -98,13 +98,15 @@ func (h *Host[S, E]) Store(b *Batch[S, E]) func(ctx context.Context) error {
 // state each of its commands left, for answering their re-sends without a
 // replay); the grain calls it when it goes idle, so an idle grain holds
 // nothing of its bursts.
-func (h *Host[S, E]) ForgetLastBatch() { h.lastBatch, h.lastAnswers = nil, nil }
+func (h *Host[S, E]) ForgetLastBatch() { h.last = nil }
 
 // lastAnswer is the state commandID left if it was in the last batch.
 func (h *Host[S, E]) lastAnswer(commandID string) (S, bool) {
-	for i, c := range h.lastBatch {
-		if c.ID == commandID {
-			return h.lastAnswers[i].Outcome.State, true
+	if h.last != nil {
+		for i, c := range h.last.cmds {
+			if c.ID == commandID {
+				return h.last.answers[i].Outcome.State, true
+			}
 		}
 	}
 	var zero S
@@ -146,7 +148,7 @@ func (h *Host[S, E]) Settle(ctx context.Context, b *Batch[S, E], err error) []Se
 		h.recent.Add(c.ID)
 		out[i].Outcome.State = h.state
 	}
-	h.lastBatch, h.lastAnswers = b.cmds, out
+	h.last = &lastBatch[S]{cmds: b.cmds, answers: out}
 	if b.base/h.cfg.SnapshotEvery != h.codec.Version(h.state)/h.cfg.SnapshotEvery {
 		h.snapshot(ctx)
 	}

@@ -41,6 +41,8 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain config: Store, Logger and Now are required")
 	case c.SnapshotEvery == 0 || c.RecentCommands <= 0:
 		return errors.New("grain config: SnapshotEvery and RecentCommands must be > 0")
+	case c.RecentCommands > MaxRecentCommands:
+		return fmt.Errorf("grain config: RecentCommands %d is more than %d", c.RecentCommands, MaxRecentCommands)
 	case c.IdleTimeout <= 0 || c.StoreTimeout <= 0:
 		return fmt.Errorf("grain config: IdleTimeout %v and StoreTimeout %v must be > 0", c.IdleTimeout, c.StoreTimeout)
 	}
@@ -52,6 +54,10 @@ func (c GrainConfig) Validate() error {
 func (c GrainConfig) HostConfig(logKey string) Config {
 	return Config{Store: c.Store, SnapshotEvery: c.SnapshotEvery, RecentCommands: c.RecentCommands, Logger: c.Logger, LogKey: logKey, MemberID: c.MemberID}
 }
+
+// MaxRecentCommands bounds GrainConfig.RecentCommands (a grain's window is
+// counted in 32 bits).
+const MaxRecentCommands = 1 << 20
 
 // Request is what every grain request carries.
 type Request interface {
@@ -76,10 +82,15 @@ type Kind[S, E any, Req Request, Reply any] struct {
 
 // Props builds the props of a simple event-sourced grain kind.
 func Props[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg GrainConfig) *actor.Props {
+	return actor.PropsFromProducer(Producer(k, cfg))
+}
+
+// Producer makes the grains of a simple event-sourced grain kind.
+func Producer[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg GrainConfig) actor.Producer {
 	// One copy of the configuration for all the kind's activations: at
 	// 100 000 idle grains every byte of a grain counts (issue 10).
 	shared := &kindConfig{GrainConfig: cfg, host: cfg.HostConfig(k.Name), spanName: "grain " + k.Name}
-	return actor.PropsFromProducer(func() actor.Actor { return &grain[S, E, Req, Reply]{kind: k, cfg: shared} })
+	return func() actor.Actor { return &grain[S, E, Req, Reply]{kind: k, cfg: shared} }
 }
 
 type kindConfig struct {
@@ -96,8 +107,7 @@ type traced interface{ GetTraceparent() string }
 type grain[S, E any, Req Request, Reply any] struct {
 	kind *Kind[S, E, Req, Reply]
 	cfg  *kindConfig
-	id   string
-	host *Host[S, E]
+	host *Host[S, E] // made at ClusterInit; it holds the grain's id
 	// p exists only while the grain has requests to answer.
 	p *pending[S, E, Req]
 }
@@ -137,8 +147,7 @@ const maxQueued = 4096
 func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
-		g.id = msg.Identity.GetIdentity()
-		g.host = NewSharedHost(g.kind.Codec, &g.cfg.host, g.id)
+		g.host = NewSharedHost(g.kind.Codec, &g.cfg.host, msg.Identity.GetIdentity())
 		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
 	case *actor.ReceiveTimeout:
 		ctx.Poison(ctx.Self())
@@ -147,7 +156,7 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 			g.p = &pending[S, E, Req]{}
 		}
 		if len(g.p.queue) >= maxQueued {
-			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.kind.Name, g.id))
+			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.kind.Name, g.ident()))
 			return
 		}
 		g.p.queue = append(g.p.queue, queued[Req]{req: msg, sender: ctx.Sender(), ctx: g.startSpan(msg)})
@@ -161,6 +170,14 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	case *actor.Stopping:
 		g.stopping(ctx)
 	}
+}
+
+// ident is the grain's identity ("" before its ClusterInit).
+func (g *grain[S, E, Req, Reply]) ident() string {
+	if g.host == nil {
+		return ""
+	}
+	return g.host.id
 }
 
 // stopping answers whoever still waits. The batch in flight is waited for
@@ -255,7 +272,7 @@ func (g *grain[S, E, Req, Reply]) tryAdd(b *Batch[S, E], req Req) (added bool) {
 	}()
 	now := g.cfg.Now()
 	return g.host.TryAdd(b, req.GetCommandId(), deadlineOf(req), func(s S) ([]E, error) {
-		return g.kind.Decide(s, g.id, req, now)
+		return g.kind.Decide(s, g.ident(), req, now)
 	})
 }
 
@@ -307,9 +324,9 @@ func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
 			}
 			again = append(again, q)
 		case r.Err != nil:
-			g.send(ctx, q, g.kind.Fail(g.id, messages.AsFailure(r.Err, messages.CodeServiceUnavailable), g.cfg.MemberID))
+			g.send(ctx, q, g.kind.Fail(g.ident(), messages.AsFailure(r.Err, messages.CodeServiceUnavailable), g.cfg.MemberID))
 		default:
-			g.send(ctx, q, g.kind.Reply(g.id, r.Outcome, g.cfg.MemberID))
+			g.send(ctx, q, g.kind.Reply(g.ident(), r.Outcome, g.cfg.MemberID))
 		}
 	}
 	g.p.queue = append(again, g.p.queue...)
@@ -326,7 +343,7 @@ func (g *grain[S, E, Req, Reply]) send(ctx actor.Context, q queued[Req], reply R
 }
 
 func (g *grain[S, E, Req, Reply]) fail(code, format string, args ...any) Reply {
-	return g.kind.Fail(g.id, messages.Fail(code, format, args...), g.cfg.MemberID)
+	return g.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
 }
 
 func (g *grain[S, E, Req, Reply]) expired(req Req) bool {
@@ -361,7 +378,7 @@ func PassivateEmpty(ctx actor.Context) { ctx.Poison(ctx.Self()) }
 // otherwise get no reply and its caller would wait for the timeout.
 func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply Reply) {
 	fail := func(code, format string, args ...any) Reply {
-		return g.kind.Fail(g.id, messages.Fail(code, format, args...), g.cfg.MemberID)
+		return g.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -388,10 +405,10 @@ func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply
 		deadline = time.UnixMilli(d)
 	}
 	out, err := g.host.ExecuteBefore(ctx, req.GetCommandId(), deadline, func(s S) ([]E, error) {
-		return g.kind.Decide(s, g.id, req, now)
+		return g.kind.Decide(s, g.ident(), req, now)
 	})
 	if err != nil {
-		return g.kind.Fail(g.id, messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
+		return g.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
 	}
-	return g.kind.Reply(g.id, out, g.cfg.MemberID)
+	return g.kind.Reply(g.ident(), out, g.cfg.MemberID)
 }

@@ -60,19 +60,23 @@ const replayBatch = 1000
 // Host keeps one aggregate's state in step with its journal stream. It is
 // not safe for concurrent use: it lives inside one actor.
 type Host[S, E any] struct {
-	codec  *Codec[S, E]
-	cfg    *Config // shared by every host of a kind
-	id     string
-	logger *slog.Logger // see log
-	state  S
-	// lastBatch and lastAnswers are the last stored batch's commands and
-	// the state each left, kept while the grain is busy (see
-	// ForgetLastBatch): re-sends of a batch's commands are answered from
-	// them instead of a fold of the journal.
-	lastBatch   []persistence.CommandFence
-	lastAnswers []Settled[S]
-	recent      recentCommands
-	loaded      bool
+	codec *Codec[S, E]
+	cfg   *Config // shared by every host of a kind
+	id    string
+	state S
+	// last is the last stored batch's commands and the state each left,
+	// kept while the grain is busy (see ForgetLastBatch): re-sends of a
+	// batch's commands are answered from it instead of a fold of the
+	// journal. A pointer, so an idle host holds one word of it.
+	last   *lastBatch[S]
+	recent recentCommands
+	loaded bool
+}
+
+// lastBatch is what Host.last holds.
+type lastBatch[S any] struct {
+	cmds    []persistence.CommandFence
+	answers []Settled[S]
 }
 
 // NewHost returns a host for aggregate id; nothing is loaded until the
@@ -85,24 +89,23 @@ func NewHost[S, E any](codec *Codec[S, E], cfg Config, id string) *Host[S, E] {
 // change afterwards: a grain kind's thousands of activations need not
 // each carry a copy.
 func NewSharedHost[S, E any](codec *Codec[S, E], cfg *Config, id string) *Host[S, E] {
-	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: recentCommands{limit: cfg.RecentCommands}}
+	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: recentCommands{limit: int32(cfg.RecentCommands)}}
 }
 
 // Logger is the host's logger, with its grain's attributes and stream.
 func (h *Host[S, E]) Logger() *slog.Logger { return h.log() }
 
+// log is built on each use, not kept: it is for the rare lines (errors,
+// debug), and a kept logger cost every idle grain a word and ~300 B.
 func (h *Host[S, E]) log() *slog.Logger {
-	if h.logger == nil {
-		attrs := make([]any, 0, 6)
-		if h.cfg.LogKey != "" {
-			attrs = append(attrs, h.cfg.LogKey, h.id)
-		}
-		if h.cfg.MemberID != "" {
-			attrs = append(attrs, "member", h.cfg.MemberID)
-		}
-		h.logger = h.cfg.Logger.With(append(attrs, "stream", h.codec.Stream(h.id))...)
+	attrs := make([]any, 0, 6)
+	if h.cfg.LogKey != "" {
+		attrs = append(attrs, h.cfg.LogKey, h.id)
 	}
-	return h.logger
+	if h.cfg.MemberID != "" {
+		attrs = append(attrs, "member", h.cfg.MemberID)
+	}
+	return h.cfg.Logger.With(append(attrs, "stream", h.codec.Stream(h.id))...)
 }
 
 // State is the aggregate as of the last event this host applied.
@@ -288,7 +291,7 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	}
 	var zero S
 	h.state = zero
-	h.recent = recentCommands{limit: h.cfg.RecentCommands}
+	h.recent = recentCommands{limit: int32(h.cfg.RecentCommands)}
 	h.ForgetLastBatch()
 	stream := h.codec.Stream(h.id)
 	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)

@@ -15,11 +15,13 @@ import "slices"
 // Go map holding one id costs ~250 B, the largest part of an idle grain
 // that took one command (issue 10).
 type recentCommands struct {
-	limit int
+	// limit and head are 32-bit so they share a word: every idle grain
+	// holds one of these.
+	limit int32
+	head  int32
 	// ring holds the ids in insertion order starting at head once it is
 	// full (len(ring) == limit); before that it is appended to.
 	ring []string
-	head int
 	// seen indexes ring once it holds more than scanIDs ids; nil before.
 	seen map[string]struct{}
 }
@@ -29,7 +31,7 @@ type recentCommands struct {
 const scanIDs = 16
 
 func newRecentCommands(limit int) *recentCommands {
-	return &recentCommands{limit: limit}
+	return &recentCommands{limit: int32(limit)}
 }
 
 func (r *recentCommands) Has(id string) bool {
@@ -44,10 +46,10 @@ func (r *recentCommands) Add(id string) {
 	if id == "" || r.limit <= 0 || r.Has(id) {
 		return
 	}
-	if len(r.ring) < r.limit {
+	if len(r.ring) < int(r.limit) {
 		if len(r.ring) == cap(r.ring) {
 			// Double as append would, but never past limit.
-			grown := make([]string, len(r.ring), min(max(2*cap(r.ring), 1), r.limit))
+			grown := make([]string, len(r.ring), min(max(2*cap(r.ring), 1), int(r.limit)))
 			copy(grown, r.ring)
 			r.ring = grown
 		}

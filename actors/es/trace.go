@@ -23,7 +23,7 @@ func (g *grain[S, E, Req, Reply]) startSpan(req Req) context.Context {
 	}
 	ctx, span := tracing.Start(ctx, g.cfg.spanName, serverSpan...)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("granary.grain.identity", g.id), attribute.String("granary.member", g.cfg.MemberID))
+		span.SetAttributes(attribute.String("granary.grain.identity", g.ident()), attribute.String("granary.member", g.cfg.MemberID))
 	}
 	return ctx
 }

@@ -26,3 +26,6 @@ var kind = &es.Kind[State, *messages.InventoryEvent, *messages.InventoryRequest,
 
 // Props are the props of the inventory kind.
 func Props(cfg es.GrainConfig) *actor.Props { return es.Props(kind, cfg) }
+
+// Producer makes the kind's grains (the cluster shares one Props among them).
+func Producer(cfg es.GrainConfig) actor.Producer { return es.Producer(kind, cfg) }

@@ -22,9 +22,10 @@ const maxBackoff = 5 * time.Second
 type tick struct{}
 
 // Props builds the actor props of the projection kind.
-func Props(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &Grain{cfg: cfg} })
-}
+func Props(cfg Config) *actor.Props { return actor.PropsFromProducer(Producer(cfg)) }
+
+// Producer makes the projection kind's grains.
+func Producer(cfg Config) actor.Producer { return func() actor.Actor { return &Grain{cfg: cfg} } }
 
 // Grain runs one projection, named by its identity. Once activated it never
 // passivates: it steps, then schedules its next step (at once while work

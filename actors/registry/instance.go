@@ -74,7 +74,10 @@ type instanceKind struct {
 }
 
 // InstanceProps are the props of the service_instance kind.
-func InstanceProps(cfg Config) *actor.Props {
+func InstanceProps(cfg Config) *actor.Props { return actor.PropsFromProducer(InstanceProducer(cfg)) }
+
+// InstanceProducer makes the service_instance kind's grains.
+func InstanceProducer(cfg Config) actor.Producer {
 	k := &instanceKind{cfg: cfg, host: cfg.Grain.HostConfig("instance")}
 	k.probe = &http.Client{
 		Timeout: cfg.ProbeTimeout,
@@ -85,7 +88,7 @@ func InstanceProps(cfg Config) *actor.Props {
 			DisableKeepAlives: true, // a probe every few seconds per instance: no idle pool to bound
 		},
 	}
-	return actor.PropsFromProducer(func() actor.Actor { return &instanceGrain{kind: k} })
+	return func() actor.Actor { return &instanceGrain{kind: k} }
 }
 
 // AllowedDialer dials only addresses inside hosts, whatever a name

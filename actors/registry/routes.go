@@ -62,9 +62,12 @@ type routeKind struct {
 }
 
 // RouteProps are the props of the route_table kind.
-func RouteProps(cfg Config) *actor.Props {
+func RouteProps(cfg Config) *actor.Props { return actor.PropsFromProducer(RouteProducer(cfg)) }
+
+// RouteProducer makes the route_table kind's grains.
+func RouteProducer(cfg Config) actor.Producer {
 	k := &routeKind{cfg: cfg, host: cfg.Grain.HostConfig("routes")}
-	return actor.PropsFromProducer(func() actor.Actor { return &routeGrain{kind: k} })
+	return func() actor.Actor { return &routeGrain{kind: k} }
 }
 
 type routeGrain struct {

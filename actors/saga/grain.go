@@ -18,8 +18,13 @@ import (
 
 // Props are the props of a saga kind.
 func Props(def *Definition, cfg Config) *actor.Props {
+	return actor.PropsFromProducer(Producer(def, cfg))
+}
+
+// Producer makes the grains of a saga kind.
+func Producer(def *Definition, cfg Config) actor.Producer {
 	codec := codecFor(def)
-	return actor.PropsFromProducer(func() actor.Actor { return &grain{def: def, cfg: cfg, codec: codec} })
+	return func() actor.Actor { return &grain{def: def, cfg: cfg, codec: codec} }
 }
 
 type grain struct {

@@ -26,3 +26,6 @@ var kind = &es.Kind[State, *messages.UserEvent, *messages.UserRequest, *messages
 
 // Props are the props of the user kind.
 func Props(cfg es.GrainConfig) *actor.Props { return es.Props(kind, cfg) }
+
+// Producer makes the kind's grains (the cluster shares one Props among them).
+func Producer(cfg es.GrainConfig) actor.Producer { return es.Producer(kind, cfg) }

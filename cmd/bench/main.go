@@ -69,6 +69,7 @@ type options struct {
 	workloads      string
 	resultsDir     string
 	cpuProfile     string
+	heapProfile    string
 	profWorkload   string
 	pprofAddr      string
 	keep           bool
@@ -92,6 +93,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.workloads, "workloads", "deposits-1000,deposits-hot,reads-1000,transfers-1000,proxy", "workloads to run, comma-separated")
 	fs.StringVar(&o.resultsDir, "results", "bench/results", "where the JSON goes")
 	fs.StringVar(&o.cpuProfile, "cpuprofile-granary", "", "write a 5 s CPU profile of the node, taken in the first Granary round of -cpuprofile-workload")
+	fs.StringVar(&o.heapProfile, "heapprofile-granary", "", "write the node's heap profile (after a forced GC) taken once the memory phase's accounts are open")
 	fs.StringVar(&o.profWorkload, "cpuprofile-workload", "deposits-1000", "the workload whose first Granary round -cpuprofile-granary profiles")
 	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "host:port of the node's net/http/pprof (passed to it as GRANARY_PPROF_ADDR)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, Redis data) after a successful run")
@@ -265,7 +267,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 		granary.closeIdle()
 	}
 	if o.memAccounts > 0 {
-		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128, o.pprofAddr); err != nil {
+		if res.Memory, err = measureMemory(ctx, n, granary, o.memAccounts, 128, o.pprofAddr, o.heapProfile); err != nil {
 			return fmt.Errorf("memory: %w", err)
 		}
 		logf("memory: %d accounts: RSS %.1f → %.1f MiB, %.0f B/account", res.Memory.Accounts, mib(res.Memory.RSSBefore), mib(res.Memory.RSSAfter), res.Memory.RSSPerAccount)
@@ -305,6 +307,9 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 	needAccounts := false
 	for _, name := range strings.Split(o.workloads, ",") {
 		name = strings.TrimSpace(name)
+		if name == "" { // -workloads "" measures only memory and activation
+			continue
+		}
 		selected = append(selected, name)
 		needAccounts = needAccounts || name != proxyWorkload
 	}

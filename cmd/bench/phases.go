@@ -126,7 +126,7 @@ func waitQuiet(ctx context.Context, admin *side, d time.Duration) (time.Duration
 // connection pools and the runtime's own structures are already in the
 // "before" figure. The accounts stay activated: they passivate only after
 // GRANARY_GRAIN_IDLE_TIMEOUT (5 m), well after the reading.
-func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int, pprofAddr string) (*memoryResult, error) {
+func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int, pprofAddr, heapProfile string) (*memoryResult, error) {
 	if _, err := openAccounts(ctx, s, "memwarm", 2000, 0, concurrency); err != nil {
 		return nil, fmt.Errorf("memory warm-up: %w", err)
 	}
@@ -138,7 +138,7 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 		return nil, err
 	}
 	res.HeapInuseBefore, res.HeapMetricsAvailable = heapInuse(ctx, n.base)
-	res.LiveHeapBefore, _ = liveHeap(ctx, n.base, pprofAddr)
+	res.LiveHeapBefore, _ = liveHeap(ctx, n.base, pprofAddr, "")
 	if res.RSSBefore, err = vmRSS(pid); err != nil { // after that GC, like RSSAfterGC
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 	// The fixed cost of an idle account, apart from the collector's
 	// headroom: with GOGC=100 Go lets the heap grow to twice what is live
 	// before collecting, and keeps about that much resident.
-	if after, ok := liveHeap(ctx, n.base, pprofAddr); ok && res.LiveHeapBefore > 0 {
+	if after, ok := liveHeap(ctx, n.base, pprofAddr, heapProfile); ok && res.LiveHeapBefore > 0 {
 		res.LiveHeapAfter = after
 		res.LiveHeapPerAccount = float64(after-res.LiveHeapBefore) / float64(count)
 		// And what stays resident once the collector has run.
@@ -178,8 +178,9 @@ func measureMemory(ctx context.Context, n *node, s *side, count, concurrency int
 }
 
 // liveHeap forces a GC on the node (pprof's heap profile with gc=1) and
-// reads go_memstats_heap_alloc_bytes: what is live.
-func liveHeap(ctx context.Context, base, pprofAddr string) (int64, bool) {
+// reads go_memstats_heap_alloc_bytes: what is live. The profile itself is
+// written to saveTo when that is not empty.
+func liveHeap(ctx context.Context, base, pprofAddr, saveTo string) (int64, bool) {
 	c, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(c, http.MethodGet, "http://"+pprofAddr+"/debug/pprof/heap?gc=1", nil)
@@ -190,7 +191,19 @@ func liveHeap(ctx context.Context, base, pprofAddr string) (int64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	var sink io.Writer = io.Discard
+	if saveTo != "" {
+		f, err := os.Create(saveTo)
+		if err != nil {
+			logf("heap profile: %v", err)
+		} else {
+			defer f.Close()
+			sink = f
+		}
+	}
+	if _, err := io.Copy(sink, resp.Body); err != nil && saveTo != "" {
+		logf("heap profile %s: %v", saveTo, err)
+	}
 	resp.Body.Close()
 	return metricValue(ctx, base, "go_memstats_heap_alloc_bytes ")
 }

@@ -1,0 +1,125 @@
+package cluster
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
+
+// activation is the actor of one lean grain: it runs the grain and gives it
+// what the cluster middleware would (its *cluster.ClusterInit after
+// Started, the PID-cache cleanup at Stopped) without a receiver middleware,
+// which would make Proto.Actor allocate the context's extras for every
+// grain. The grain's idle timeout is kept here and checked on the member's
+// sweep instead of by a timer per grain.
+type activation struct {
+	inner actor.Actor
+	kind  *leanKind
+	// timeout is the grain's receive timeout when the sweep keeps it (0:
+	// none); last is the sweep tick of its last message, and fired says
+	// the timeout was delivered since then (it fires once per silence, as
+	// Proto.Actor's does).
+	timeout time.Duration
+	last    int64
+	fired   bool
+}
+
+// supervising is an activation whose grain supervises its children:
+// Proto.Actor asks the actor itself first, so the activation must be one.
+type supervising struct{ activation }
+
+func (s *supervising) HandleFailure(system *actor.ActorSystem, supervisor actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason any, message any) {
+	s.inner.(actor.SupervisorStrategy).HandleFailure(system, supervisor, child, rs, reason, message)
+}
+
+func newActivation(k *leanKind, inner actor.Actor) actor.Actor {
+	if _, ok := inner.(actor.SupervisorStrategy); ok {
+		return &supervising{activation{inner: inner, kind: k}}
+	}
+	return &activation{inner: inner, kind: k}
+}
+
+func (a *activation) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		a.last = a.kind.place.tick.Load()
+		a.deliver(ctx, msg)
+		id := a.kind.identityOf(ctx.Self())
+		a.deliver(ctx, &pcluster.ClusterInit{Identity: pcluster.NewClusterIdentity(id, a.kind.name), Cluster: a.kind.place.c})
+	case idleCheck:
+		a.checkIdle(ctx)
+	case *actor.Stopped:
+		a.inner.Receive(ctx)
+		pl := a.kind.place
+		pl.c.PidCache.RemoveByValue(a.kind.identityOf(ctx.Self()), a.kind.name, ctx.Self())
+		ctx.Send(pl.pid, &activationStopped{kind: a.kind, pid: ctx.Self()})
+	default:
+		if _, quiet := msg.(actor.NotInfluenceReceiveTimeout); !quiet {
+			a.last, a.fired = a.kind.place.tick.Load(), false
+		}
+		a.inner.Receive(ctx)
+	}
+}
+
+// checkIdle delivers *actor.ReceiveTimeout once the grain has had no
+// message for at least its timeout: a message may have come just after the
+// last tick the activation saw, so one whole sweep interval is not counted.
+func (a *activation) checkIdle(ctx actor.Context) {
+	if a.timeout <= 0 || a.fired {
+		return
+	}
+	silent := time.Duration(a.kind.place.tick.Load()-a.last-1) * a.kind.place.sweepEvery
+	if silent < a.timeout {
+		return
+	}
+	a.fired = true
+	a.deliver(ctx, &actor.ReceiveTimeout{})
+}
+
+// deliver runs the grain on msg, which is not the message in ctx, with a
+// context that reports msg and keeps the grain's receive timeout.
+func (a *activation) deliver(ctx actor.Context, msg any) {
+	c := &grainContext{Context: ctx, a: a, msg: msg}
+	defer func() { c.msg = nil }() // a closure that kept c sees ctx's own message afterwards
+	a.inner.Receive(c)
+}
+
+// grainContext is the context a grain sees while the activation hands it
+// a message of its own.
+type grainContext struct {
+	actor.Context
+	a   *activation
+	msg any
+}
+
+func (c *grainContext) Message() any {
+	if c.msg != nil {
+		return c.msg
+	}
+	return c.Context.Message()
+}
+
+// SetReceiveTimeout keeps a timeout the sweep can honour within a quarter
+// of it in the activation; a shorter one is Proto.Actor's own timer.
+func (c *grainContext) SetReceiveTimeout(d time.Duration) {
+	if d >= 4*c.a.kind.place.sweepEvery {
+		c.Context.CancelReceiveTimeout()
+		c.a.timeout, c.a.fired = d, false
+		return
+	}
+	c.a.timeout = 0
+	c.Context.SetReceiveTimeout(d)
+}
+
+func (c *grainContext) CancelReceiveTimeout() {
+	c.a.timeout = 0
+	c.Context.CancelReceiveTimeout()
+}
+
+func (c *grainContext) ReceiveTimeout() time.Duration {
+	if c.a.timeout > 0 {
+		return c.a.timeout
+	}
+	return c.Context.ReceiveTimeout()
+}
