@@ -14,7 +14,7 @@ import (
 // unreachable in process: the registry drops it after testkit's
 // RegistryTTL, and a call whose identity lookup went to the dead owner just
 // before can wait out Proto.Actor's fixed 5s activation-request timeout
-// (disthash.Manager.Get) before it is re-sent; plus slack for a busy CI.
+// (placement.Get) before it is re-sent; plus slack for a busy CI.
 const failoverDeadline = testkit.DefaultRegistryTTL + 5*time.Second + 3*time.Second
 
 // Issue 3 in process: member 1 of 3 crashes (Kill: no handover) while

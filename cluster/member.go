@@ -1,6 +1,7 @@
 // Package cluster owns starting and stopping a Granary cluster member: the
-// Proto.Actor actor system, remoting, the membership provider, the disthash
-// identity lookup, the grain kinds it hosts, and the calls into grains.
+// Proto.Actor actor system, remoting, the membership provider, the identity
+// lookup that activates grains (placement.go), the grain kinds it hosts,
+// and the calls into grains.
 package cluster
 
 import (

@@ -55,9 +55,9 @@ func (m *httpMetrics) observe(method, route string, status int, took time.Durati
 }
 
 // activations reports the grains live on this member, per kind. The count
-// is Proto.Actor's own: the disthash placement actor increments a kind's
-// counter when it spawns an activation and decrements it when the
-// activation terminates (passivation, stop), so it is the number of
+// is Proto.Actor's kind counter, which the member's placement actor
+// (cluster/placement.go) increments when it spawns an activation and
+// decrements when the activation stops (passivation, stop), so it is the number of
 // grains this member holds in memory right now.
 type activations struct{ member *cluster.Member }
 
