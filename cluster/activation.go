@@ -18,8 +18,12 @@ type activation struct {
 	kind  *leanKind
 	// timeout is the grain's receive timeout when the sweep keeps it (0:
 	// none); last is the sweep tick of its last message, and fired says
-	// the timeout was delivered since then (it fires once per silence, as
-	// Proto.Actor's does).
+	// the timeout was delivered since then: it fires once per silence and
+	// again after the next message's silence (Proto.Actor's timer fires
+	// once and is then off until set again; every grain here stops or
+	// ignores it, so the difference does not show). A grain sets its
+	// timeout while it handles Started or ClusterInit: only then does it
+	// see the activation's context.
 	timeout time.Duration
 	last    int64
 	fired   bool

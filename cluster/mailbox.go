@@ -21,8 +21,9 @@ type grainMailbox struct {
 	// status is idle or running: whoever moves it to running schedules
 	// the consumer.
 	status atomic.Int32
-	// suspended is only read and written by the consumer.
-	suspended bool
+	// suspended is written by the consumer; atomic because the consumer
+	// that looks for more work may overlap the next one's start.
+	suspended atomic.Bool
 	invoker   actor.MessageInvoker
 }
 
@@ -105,7 +106,7 @@ func (m *grainMailbox) process() {
 func (m *grainMailbox) hasWork() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.q != nil && (len(m.q.sys) > 0 || (!m.suspended && len(m.q.user) > 0))
+	return m.q != nil && (len(m.q.sys) > 0 || (!m.suspended.Load() && len(m.q.user) > 0))
 }
 
 func (m *grainMailbox) run() {
@@ -132,9 +133,9 @@ func (m *grainMailbox) run() {
 		}
 		switch msg.(type) {
 		case *actor.SuspendMailbox:
-			m.suspended = true
+			m.suspended.Store(true)
 		case *actor.ResumeMailbox:
-			m.suspended = false
+			m.suspended.Store(false)
 		default:
 			m.invoker.InvokeSystemMessage(msg)
 		}
@@ -153,7 +154,7 @@ func (m *grainMailbox) next() (msg any, system bool) {
 	case len(q.sys) > 0:
 		msg, q.sys[0], q.sys = q.sys[0], nil, q.sys[1:]
 		system = true
-	case !m.suspended && len(q.user) > 0:
+	case !m.suspended.Load() && len(q.user) > 0:
 		msg, q.user[0], q.user = q.user[0], nil, q.user[1:]
 	default:
 		return nil, false

@@ -13,8 +13,11 @@ import (
 )
 
 // placementName is the actor every member runs to activate grains on
-// request; members find each other's at {address, placementName}.
-const placementName = "granary-placement"
+// request; members find each other's at {address, placementName}. It is
+// disthash's name, and the request is disthash's: a member still on
+// disthash and one on this lookup place and activate grains for each other
+// during a rolling upgrade.
+const placementName = "partition-activator"
 
 // activationTimeout bounds one ActivationRequest, as the pinned disthash
 // lookup does; the cluster's request loop retries on a nil PID.
@@ -160,8 +163,8 @@ func (p *placement) Shutdown() {
 // it after every leave, graceful or not.
 func (p *placement) release() {
 	p.releaseOnce.Do(func() {
-		if p.c == nil {
-			return // never set up
+		if p.c == nil || p.stopSweep == nil {
+			return // never (fully) set up
 		}
 		p.c.ActorSystem.EventStream.Unsubscribe(p.sub)
 		close(p.stopSweep)
@@ -172,8 +175,11 @@ func (p *placement) release() {
 // sweep makes the placement actor send every lean activation an idleCheck.
 type sweep struct{}
 
-// idleCheck asks an activation whether its grain's idle timeout is due.
+// idleCheck asks an activation whether its grain's idle timeout is due. It
+// is not activity: it must not re-arm a grain's Proto.Actor timer.
 type idleCheck struct{}
+
+func (idleCheck) NotInfluenceReceiveTimeout() {}
 
 // activationStopped tells the placement actor that a lean activation
 // stopped.
@@ -192,6 +198,9 @@ type placementActor struct {
 	// props-only kinds: children by "kind/identity", and that key by child.
 	children map[string]*actor.PID
 	childKey map[string]string
+	// stopping: the member is leaving; nothing more is activated (the
+	// actor may take requests while its children stop).
+	stopping bool
 }
 
 func newPlacementActor(p *placement) *placementActor {
@@ -205,6 +214,10 @@ func newPlacementActor(p *placement) *placementActor {
 func (a *placementActor) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *pcluster.ActivationRequest:
+		if a.stopping {
+			ctx.Respond(&pcluster.ActivationResponse{Failed: true})
+			return
+		}
 		ctx.Respond(a.activate(ctx, msg.GetClusterIdentity()))
 	case *activationStopped:
 		a.stopped(msg)
@@ -219,6 +232,7 @@ func (a *placementActor) Receive(ctx actor.Context) {
 	case *pcluster.ClusterTopology:
 		a.rebalance(ctx)
 	case *actor.Stopping:
+		a.stopping = true
 		a.stopAll(ctx)
 	}
 }
@@ -301,14 +315,17 @@ func (a *placementActor) rebalance(ctx actor.Context) {
 	}
 }
 
-// stopAll stops every lean activation and waits for them together (the
-// children stop with the placement actor itself).
+// stopAll poisons every activation, so each answers what it has queued,
+// and waits for them together.
 func (a *placementActor) stopAll(ctx actor.Context) {
 	var futures []*actor.Future
 	for _, byID := range a.lean {
 		for _, pid := range byID {
 			futures = append(futures, ctx.PoisonFuture(pid))
 		}
+	}
+	for _, pid := range a.children {
+		futures = append(futures, ctx.PoisonFuture(pid))
 	}
 	for _, f := range futures {
 		_ = f.Wait() // a grain that stopped on its own meanwhile answers dead letter
