@@ -51,21 +51,22 @@ func (m *grainMailbox) PostUserMessage(msg any) {
 			}
 		}
 	}
-	m.mu.Lock()
-	if m.q == nil {
-		m.q = &mailQueues{}
-	}
-	m.q.user = append(m.q.user, msg)
-	m.mu.Unlock()
-	m.schedule()
+	m.push(false, msg)
 }
 
-func (m *grainMailbox) PostSystemMessage(msg any) {
+func (m *grainMailbox) PostSystemMessage(msg any) { m.push(true, msg) }
+
+// push queues msg and makes sure a consumer will run.
+func (m *grainMailbox) push(system bool, msg any) {
 	m.mu.Lock()
 	if m.q == nil {
 		m.q = &mailQueues{}
 	}
-	m.q.sys = append(m.q.sys, msg)
+	if system {
+		m.q.sys = append(m.q.sys, msg)
+	} else {
+		m.q.user = append(m.q.user, msg)
+	}
 	m.mu.Unlock()
 	m.schedule()
 }
