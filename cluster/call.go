@@ -71,10 +71,7 @@ func (m *Member) call(ctx context.Context, kind, identity string, msg any, start
 		}
 		*attempts = attempt
 		timeout := min(remaining, m.cfg.AttemptTimeout)
-		// Pass the root context and timeout explicitly: the package-level
-		// defaults are shared by every cluster in the process.
-		resp, err := m.Cluster.Request(identity, kind, msg,
-			pcluster.WithTimeout(timeout), pcluster.WithContext(m.System.Root))
+		resp, err := m.request(kind, identity, msg, timeout)
 		switch {
 		case err == nil && resp != nil:
 			return resp, nil
@@ -93,6 +90,29 @@ func (m *Member) call(ctx context.Context, kind, identity string, msg any, start
 			time.Sleep(pause)
 		}
 	}
+}
+
+// request is one attempt: straight to the activation when this member
+// hosts or owns the identity, through Proto.Actor's cluster otherwise (its
+// PID cache, its re-sends after a dead letter). A local activation that
+// answers dead letter has just stopped: the next try activates it anew.
+func (m *Member) request(kind, identity string, msg any, timeout time.Duration) (any, error) {
+	for try := range 3 {
+		pid, here := m.placement.local(kind, identity, try > 0)
+		if !here {
+			break
+		}
+		if pid == nil {
+			return nil, fmt.Errorf("activate %s/%s here: %w", kind, identity, actor.ErrTimeout)
+		}
+		resp, err := m.System.Root.RequestFuture(pid, msg, timeout).Result()
+		if !errors.Is(err, actor.ErrDeadLetter) {
+			return resp, err
+		}
+	}
+	// Pass the root context and timeout explicitly: the package-level
+	// defaults are shared by every cluster in the process.
+	return m.Cluster.Request(identity, kind, msg, pcluster.WithTimeout(timeout), pcluster.WithContext(m.System.Root))
 }
 
 // clientSpan is built once: a variadic option per call would allocate.

@@ -46,3 +46,51 @@ func TestPIDCacheForgetsGrainsPassivatedOnAnotherMember(t *testing.T) {
 		return nil
 	})
 }
+
+// Issue 10: a call for an identity this member hosts goes straight to the
+// activation, so the PID cache holds nothing for it (an entry cost ~100 B
+// per idle grain). A grain that passivates right after answering (a read
+// of a counter nobody wrote) is activated anew by the next call, however
+// close behind it comes: its stale PID answers dead letter, and the call
+// asks the placement actor again instead of failing.
+func TestLocalCallsSkipThePIDCacheAndSurviveStops(t *testing.T) {
+	c := testkit.NewCluster(t, 2)
+	caller := c.Member(0)
+	call := func(name string, req *messages.CounterRequest) *messages.CounterReply {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r, err := cluster.CallAs[*messages.CounterReply](ctx, caller, counter.Kind, name, req)
+		if err != nil || r.GetFailure() != nil {
+			t.Fatalf("call %s: %v %v", name, r, err)
+		}
+		return r
+	}
+	local, remote := 0, 0
+	for i := 0; i < 40; i++ {
+		name := fmt.Sprintf("local-%d", i)
+		// An increment leaves the grain active (it has an event).
+		r := call(name, &messages.CounterRequest{CommandId: fmt.Sprintf("inc-%d", i),
+			Command: &messages.CounterRequest_Increment{Increment: &messages.IncrementCounter{By: 1}}})
+		_, cached := caller.Cluster.PidCache.Get(name, counter.Kind)
+		if r.GetServedBy() == caller.ID() {
+			local++
+			if cached {
+				t.Fatalf("%s, active on the caller, is in its PID cache", name)
+			}
+		} else {
+			remote++
+			if !cached {
+				t.Fatalf("%s, active on the other member, is not in the caller's PID cache", name)
+			}
+		}
+		// Reads of a counter nobody wrote, back to back: each activation
+		// passivates as soon as it has answered.
+		for range 5 {
+			call(name+"-empty", &messages.CounterRequest{Command: &messages.CounterRequest_Get{Get: &messages.GetCounter{}}})
+		}
+	}
+	if local == 0 || remote == 0 {
+		t.Fatalf("%d counters on the caller, %d on the other member: want both", local, remote)
+	}
+}

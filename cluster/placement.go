@@ -66,6 +66,12 @@ type leanKind struct {
 	props  *actor.Props
 	place  *placement
 	kind   *pcluster.ActivatedKind
+	// byID holds the kind's activations on this member by identity; the
+	// key is a substring of the activation's actor name, so it costs no
+	// bytes of its own. Only the placement actor writes it; local callers
+	// read it (see placement.local).
+	mu   sync.RWMutex
+	byID map[string]*actor.PID
 }
 
 func newPlacement(sweepEvery time.Duration, log *slog.Logger) *placement {
@@ -78,7 +84,7 @@ func newPlacement(sweepEvery time.Duration, log *slog.Logger) *placement {
 // dispatcher) on its shared props, and returns the kind to configure the
 // cluster with.
 func (p *placement) lean(name string, produce actor.Producer, opts ...actor.PropsOption) *pcluster.Kind {
-	k := &leanKind{name: name, prefix: name + "/", place: p}
+	k := &leanKind{name: name, prefix: name + "/", place: p, byID: map[string]*actor.PID{}}
 	k.props = actor.PropsFromProducer(func() actor.Actor { return newActivation(k, produce()) }, opts...)
 	p.kinds[name] = k
 	return &pcluster.Kind{Kind: name, Props: k.props}
@@ -142,6 +148,36 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	return r.GetPid()
 }
 
+// local resolves an identity this member hosts or owns without
+// Proto.Actor's PID cache, whose entry per identity (~100 B) and per-call
+// bookkeeping a local caller does not need: the PID of its activation here,
+// activating it if this member owns it. here is false when another member
+// owns it (or the kind is not lean): call through the cluster. recheck
+// skips the map, for when its PID just answered dead letter.
+func (p *placement) local(kind, id string, recheck bool) (pid *actor.PID, here bool) {
+	k := p.kinds[kind]
+	if k == nil || p.c == nil {
+		return nil, false
+	}
+	if !recheck {
+		k.mu.RLock()
+		pid = k.byID[id]
+		k.mu.RUnlock()
+		if pid != nil {
+			return pid, true
+		}
+	}
+	ci := pcluster.NewClusterIdentity(id, kind)
+	if p.rdv.Load().GetByClusterIdentity(ci) != p.c.ActorSystem.Address() {
+		return nil, false
+	}
+	res, err := p.c.ActorSystem.Root.RequestFuture(p.pid, &pcluster.ActivationRequest{ClusterIdentity: ci}, activationTimeout).Result()
+	if r, ok := res.(*pcluster.ActivationResponse); ok && err == nil && !r.GetFailed() {
+		return r.GetPid(), true
+	}
+	return nil, true
+}
+
 // RemovePid tells every member that pid no longer serves ci, so they drop
 // it from their PID caches.
 func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
@@ -191,10 +227,6 @@ type activationStopped struct {
 // placementActor owns the member's activations.
 type placementActor struct {
 	p *placement
-	// lean holds each lean kind's activations by identity; the key is a
-	// substring of the activation's actor name, so it costs no bytes of its
-	// own.
-	lean map[*leanKind]map[string]*actor.PID
 	// props-only kinds: children by "kind/identity", and that key by child.
 	children map[string]*actor.PID
 	childKey map[string]string
@@ -204,11 +236,7 @@ type placementActor struct {
 }
 
 func newPlacementActor(p *placement) *placementActor {
-	a := &placementActor{p: p, lean: map[*leanKind]map[string]*actor.PID{}, children: map[string]*actor.PID{}, childKey: map[string]string{}}
-	for _, k := range p.kinds {
-		a.lean[k] = map[string]*actor.PID{}
-	}
-	return a
+	return &placementActor{p: p, children: map[string]*actor.PID{}, childKey: map[string]string{}}
 }
 
 func (a *placementActor) Receive(ctx actor.Context) {
@@ -224,10 +252,8 @@ func (a *placementActor) Receive(ctx actor.Context) {
 	case *actor.Terminated:
 		a.childTerminated(msg.GetWho())
 	case sweep:
-		for _, byID := range a.lean {
-			for _, pid := range byID {
-				ctx.Send(pid, idleCheck{})
-			}
+		for _, pid := range a.leanPIDs() {
+			ctx.Send(pid, idleCheck{})
 		}
 	case *pcluster.ClusterTopology:
 		a.rebalance(ctx)
@@ -239,15 +265,24 @@ func (a *placementActor) Receive(ctx actor.Context) {
 
 func (a *placementActor) activate(ctx actor.Context, ci *pcluster.ClusterIdentity) *pcluster.ActivationResponse {
 	if k, ok := a.p.kinds[ci.GetKind()]; ok {
-		byID := a.lean[k]
-		if pid, ok := byID[ci.GetIdentity()]; ok {
-			return &pcluster.ActivationResponse{Pid: pid}
+		k.mu.RLock()
+		pid, found := k.byID[ci.GetIdentity()]
+		k.mu.RUnlock()
+		if found {
+			if _, alive := ctx.ActorSystem().ProcessRegistry.GetLocal(pid.GetId()); alive {
+				return &pcluster.ActivationResponse{Pid: pid}
+			}
+			// Stopped, and its activationStopped still queued behind this
+			// request: account for it now (the late notice is ignored).
+			a.stopped(&activationStopped{kind: k, pid: pid})
 		}
 		// A root actor, not a child: no child set to keep it in. Its
 		// supervision is the same default one-for-one restart a child of
 		// the placement actor gets.
-		pid := ctx.ActorSystem().Root.SpawnPrefix(k.props, k.prefix+ci.GetIdentity())
-		byID[k.identityOf(pid)] = pid
+		pid = ctx.ActorSystem().Root.SpawnPrefix(k.props, k.prefix+ci.GetIdentity())
+		k.mu.Lock()
+		k.byID[k.identityOf(pid)] = pid
+		k.mu.Unlock()
 		k.kind.Inc()
 		return &pcluster.ActivationResponse{Pid: pid}
 	}
@@ -267,13 +302,16 @@ func (a *placementActor) activate(ctx actor.Context, ci *pcluster.ClusterIdentit
 }
 
 func (a *placementActor) stopped(msg *activationStopped) {
-	byID := a.lean[msg.kind]
-	id := msg.kind.identityOf(msg.pid)
-	if pid, ok := byID[id]; !ok || !pid.Equal(msg.pid) {
+	k, id := msg.kind, msg.kind.identityOf(msg.pid)
+	k.mu.Lock()
+	pid, ok := k.byID[id]
+	if !ok || !pid.Equal(msg.pid) {
+		k.mu.Unlock()
 		return // a stop seen after the identity's next activation began
 	}
-	delete(byID, id)
-	msg.kind.kind.Dec()
+	delete(k.byID, id)
+	k.mu.Unlock()
+	k.kind.Dec()
 	a.p.RemovePid(pcluster.NewClusterIdentity(id, msg.kind.name), msg.pid)
 }
 
@@ -296,13 +334,15 @@ func (a *placementActor) childTerminated(pid *actor.PID) {
 func (a *placementActor) rebalance(ctx actor.Context) {
 	rdv, self := a.p.rdv.Load(), ctx.ActorSystem().Address()
 	moved := 0
-	for k, byID := range a.lean {
-		for id, pid := range byID {
+	for _, k := range a.p.kinds {
+		k.mu.RLock()
+		for id, pid := range k.byID {
 			if rdv.GetByClusterIdentity(pcluster.NewClusterIdentity(id, k.name)) != self {
 				ctx.Poison(pid)
 				moved++
 			}
 		}
+		k.mu.RUnlock()
 	}
 	for key, pid := range a.children {
 		if rdv.GetByIdentity(key) != self {
@@ -319,10 +359,8 @@ func (a *placementActor) rebalance(ctx actor.Context) {
 // and waits for them together.
 func (a *placementActor) stopAll(ctx actor.Context) {
 	var futures []*actor.Future
-	for _, byID := range a.lean {
-		for _, pid := range byID {
-			futures = append(futures, ctx.PoisonFuture(pid))
-		}
+	for _, pid := range a.leanPIDs() {
+		futures = append(futures, ctx.PoisonFuture(pid))
 	}
 	for _, pid := range a.children {
 		futures = append(futures, ctx.PoisonFuture(pid))
@@ -330,6 +368,19 @@ func (a *placementActor) stopAll(ctx actor.Context) {
 	for _, f := range futures {
 		_ = f.Wait() // a grain that stopped on its own meanwhile answers dead letter
 	}
+}
+
+// leanPIDs lists every lean activation (a copy: sends happen unlocked).
+func (a *placementActor) leanPIDs() []*actor.PID {
+	var out []*actor.PID
+	for _, k := range a.p.kinds {
+		k.mu.RLock()
+		for _, pid := range k.byID {
+			out = append(out, pid)
+		}
+		k.mu.RUnlock()
+	}
+	return out
 }
 
 // identityOf reads the identity back from an activation's actor name,
