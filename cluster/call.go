@@ -98,7 +98,7 @@ func (m *Member) call(ctx context.Context, kind, identity string, msg any, start
 // answers dead letter has just stopped: the next try activates it anew.
 func (m *Member) request(kind, identity string, msg any, timeout time.Duration) (any, error) {
 	for try := range 3 {
-		pid, here := m.placement.local(kind, identity, try > 0)
+		pid, here := m.placement.local(kind, identity, try > 0, timeout)
 		if !here {
 			break
 		}

@@ -153,8 +153,9 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 // bookkeeping a local caller does not need: the PID of its activation here,
 // activating it if this member owns it. here is false when another member
 // owns it (or the kind is not lean): call through the cluster. recheck
-// skips the map, for when its PID just answered dead letter.
-func (p *placement) local(kind, id string, recheck bool) (pid *actor.PID, here bool) {
+// skips the map, for when its PID just answered dead letter; an activation
+// is waited for at most timeout.
+func (p *placement) local(kind, id string, recheck bool, timeout time.Duration) (pid *actor.PID, here bool) {
 	k := p.kinds[kind]
 	if k == nil || p.c == nil {
 		return nil, false
@@ -171,7 +172,7 @@ func (p *placement) local(kind, id string, recheck bool) (pid *actor.PID, here b
 	if p.rdv.Load().GetByClusterIdentity(ci) != p.c.ActorSystem.Address() {
 		return nil, false
 	}
-	res, err := p.c.ActorSystem.Root.RequestFuture(p.pid, &pcluster.ActivationRequest{ClusterIdentity: ci}, activationTimeout).Result()
+	res, err := p.c.ActorSystem.Root.RequestFuture(p.pid, &pcluster.ActivationRequest{ClusterIdentity: ci}, min(timeout, activationTimeout)).Result()
 	if r, ok := res.(*pcluster.ActivationResponse); ok && err == nil && !r.GetFailed() {
 		return r.GetPid(), true
 	}
