@@ -24,7 +24,10 @@ type grainMailbox struct {
 	// suspended is written by the consumer; atomic because the consumer
 	// that looks for more work may overlap the next one's start.
 	suspended atomic.Bool
-	invoker   actor.MessageInvoker
+	// stopping: the actor ran a Stop; once it is out of the registry the
+	// user messages left are dead letters (consumer only).
+	stopping bool
+	invoker  actor.MessageInvoker
 }
 
 type mailQueues struct{ sys, user []any }
@@ -129,10 +132,17 @@ func (m *grainMailbox) run() {
 			return
 		}
 		if !system {
+			if m.stopping && m.gone() {
+				m.deadLetter(msg)
+				continue
+			}
 			m.invoker.InvokeUserMessage(msg)
 			continue
 		}
 		switch msg.(type) {
+		case *actor.Stop:
+			m.invoker.InvokeSystemMessage(msg)
+			m.stopping = true
 		case *actor.SuspendMailbox:
 			m.suspended.Store(true)
 		case *actor.ResumeMailbox:
@@ -141,6 +151,25 @@ func (m *grainMailbox) run() {
 			m.invoker.InvokeSystemMessage(msg)
 		}
 	}
+}
+
+// gone reports whether the actor has left the process registry (it
+// stopped): Proto.Actor would drop a user message now without a word, and
+// its sender would wait out its timeout.
+func (m *grainMailbox) gone() bool {
+	ctx, ok := m.invoker.(actor.Context)
+	if !ok {
+		return false
+	}
+	_, alive := ctx.ActorSystem().ProcessRegistry.GetLocal(ctx.Self().GetId())
+	return !alive
+}
+
+// deadLetter hands msg to dead letters, which answer a request's sender
+// at once (DeadLetterResponse), as for any message to a stopped actor.
+func (m *grainMailbox) deadLetter(msg any) {
+	ctx := m.invoker.(actor.Context)
+	ctx.ActorSystem().DeadLetter.SendUserMessage(ctx.Self(), msg)
 }
 
 // next takes the next system message, or else (unless suspended) the next

@@ -168,3 +168,33 @@ func TestGrainMailboxSuspendsAndEscalates(t *testing.T) {
 		t.Fatalf("escalated %v, want the panicking message", failed)
 	}
 }
+
+// Requests queued behind a Stop are answered as dead letters, at once: the
+// pinned Proto.Actor drops user messages that reach a stopped actor without
+// a word, so their callers waited out their timeout (1 s per attempt for a
+// grain call that raced its grain's passivation).
+func TestGrainMailboxDeadLettersWhatAStoppedActorLeft(t *testing.T) {
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	release := make(chan struct{})
+	blocked := make(chan struct{})
+	pid := system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if ctx.Message() == "block" {
+			close(blocked)
+			<-release
+		}
+	}, grainProps...))
+	system.Root.Send(pid, "block")
+	<-blocked
+	system.Root.Stop(pid)
+	var futures []*actor.Future
+	for range 5 {
+		futures = append(futures, system.Root.RequestFuture(pid, "hello", 10*time.Second))
+	}
+	close(release)
+	for i, f := range futures {
+		if _, err := f.Result(); err != actor.ErrDeadLetter {
+			t.Fatalf("request %d queued behind the stop: %v, want %v", i, err, actor.ErrDeadLetter)
+		}
+	}
+}

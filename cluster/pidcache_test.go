@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,5 +93,50 @@ func TestLocalCallsSkipThePIDCacheAndSurviveStops(t *testing.T) {
 	}
 	if local == 0 || remote == 0 {
 		t.Fatalf("%d counters on the caller, %d on the other member: want both", local, remote)
+	}
+}
+
+// The local path under contention: many callers on one member, grains that
+// passivate as soon as they answer (reads of counters nobody wrote) and one
+// that stays; every call must be answered, with -race watching the
+// placement map, the activations and the dead-letter re-activation.
+func TestLocalCallsUnderConcurrentPassivation(t *testing.T) {
+	c := testkit.NewCluster(t, 1)
+	m := c.Member(0)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				name := fmt.Sprintf("churn-%d", (g+i)%4)
+				req := &messages.CounterRequest{Command: &messages.CounterRequest_Get{Get: &messages.GetCounter{}}}
+				if i%5 == 0 {
+					name = "steady"
+					req = &messages.CounterRequest{CommandId: fmt.Sprintf("inc-%d-%d", g, i),
+						Command: &messages.CounterRequest_Increment{Increment: &messages.IncrementCounter{By: 1}}}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := cluster.CallAs[*messages.CounterReply](ctx, m, counter.Kind, name, req)
+				cancel()
+				if err != nil || r.GetFailure() != nil {
+					errs <- fmt.Errorf("%s: %v %v", name, r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := cluster.CallAs[*messages.CounterReply](ctx, m, counter.Kind, "steady",
+		&messages.CounterRequest{Command: &messages.CounterRequest_Get{Get: &messages.GetCounter{}}})
+	if err != nil || r.GetValue() != 16*8 {
+		t.Fatalf("steady = %v (%v), want %d increments", r, err, 16*8)
 	}
 }
