@@ -55,7 +55,7 @@ func newTestKind(t *testing.T, sweepEvery time.Duration, produce actor.Producer)
 	t.Helper()
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
-	pl := newPlacement(sweepEvery, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pl := newPlacement(sweepEvery, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	pl.c = &pcluster.Cluster{ActorSystem: system, PidCache: pcluster.NewPidCache()}
 	stopped := make(chan *activationStopped, 4)
 	pl.pid = system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -21,7 +22,7 @@ func TestBuiltinKindsNamesEveryKind(t *testing.T) {
 	defer system.Shutdown()
 	m := &Member{System: system, log: cfg.Account.Logger, registry: cfg.Registry.withDefaults()}
 	var got []string
-	for _, k := range kinds(m, cfg, newPlacement(cfg.Account.IdleTimeout/4, cfg.Account.Logger)) {
+	for _, k := range kinds(m, cfg, newPlacement(cfg.Account.IdleTimeout/4, time.Second, cfg.Account.Logger)) {
 		if !isService(cfg, k.Kind) {
 			got = append(got, k.Kind)
 		}

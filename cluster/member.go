@@ -198,7 +198,7 @@ func Start(cfg Config, logger *slog.Logger, grains GrainsConfig) (m *Member, err
 		return nil, err
 	}
 	rc := remote.Configure(cfg.Host, cfg.Port)
-	pl := newPlacement(grains.Account.IdleTimeout/4, logger)
+	pl := newPlacement(grains.Account.IdleTimeout/4, cfg.AttemptTimeout, logger)
 	m.placement = pl
 	cc := pcluster.Configure(cfg.Name, provider, pl, rc,
 		pcluster.WithKinds(kinds(m, grains, pl)...),

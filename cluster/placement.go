@@ -19,9 +19,13 @@ import (
 // during a rolling upgrade.
 const placementName = "partition-activator"
 
-// activationTimeout bounds one ActivationRequest, as the pinned disthash
-// lookup does; the cluster's request loop retries on a nil PID.
-const activationTimeout = 5 * time.Second
+// maxActivationTimeout bounds one ActivationRequest, as the pinned disthash
+// lookup does; a member waits at most its call attempt's timeout when that
+// is shorter. An owner that died moments ago has a remoting endpoint that
+// still retries its connection, so the request is neither delivered nor
+// refused: it only times out, and the call's next attempt (by then the
+// membership may have moved the identity) should not wait 5 s for that.
+const maxActivationTimeout = 5 * time.Second
 
 // placement is the members' identity lookup (Proto.Actor's IdentityLookup).
 // An identity lands on the member the pinned disthash lookup would choose
@@ -45,7 +49,9 @@ type placement struct {
 	kinds map[string]*leanKind
 	// sweepEvery is how often idle grains are looked for.
 	sweepEvery time.Duration
-	log        *slog.Logger
+	// activationTimeout bounds one ActivationRequest.
+	activationTimeout time.Duration
+	log               *slog.Logger
 
 	c    *pcluster.Cluster
 	rdv  atomic.Pointer[pcluster.Rendezvous]
@@ -74,8 +80,9 @@ type leanKind struct {
 	byID map[string]*actor.PID
 }
 
-func newPlacement(sweepEvery time.Duration, log *slog.Logger) *placement {
-	p := &placement{kinds: map[string]*leanKind{}, sweepEvery: min(max(sweepEvery, 10*time.Millisecond), 30*time.Second), log: log}
+func newPlacement(sweepEvery, activationTimeout time.Duration, log *slog.Logger) *placement {
+	p := &placement{kinds: map[string]*leanKind{}, sweepEvery: min(max(sweepEvery, 10*time.Millisecond), 30*time.Second),
+		activationTimeout: min(max(activationTimeout, 100*time.Millisecond), maxActivationTimeout), log: log}
 	p.rdv.Store(pcluster.NewRendezvous())
 	return p
 }
@@ -137,7 +144,7 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 		return nil
 	}
 	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, placementName),
-		&pcluster.ActivationRequest{ClusterIdentity: ci}, activationTimeout).Result()
+		&pcluster.ActivationRequest{ClusterIdentity: ci}, p.activationTimeout).Result()
 	if err != nil {
 		return nil
 	}
@@ -172,7 +179,7 @@ func (p *placement) local(kind, id string, recheck bool, timeout time.Duration) 
 	if p.rdv.Load().GetByClusterIdentity(ci) != p.c.ActorSystem.Address() {
 		return nil, false
 	}
-	res, err := p.c.ActorSystem.Root.RequestFuture(p.pid, &pcluster.ActivationRequest{ClusterIdentity: ci}, min(timeout, activationTimeout)).Result()
+	res, err := p.c.ActorSystem.Root.RequestFuture(p.pid, &pcluster.ActivationRequest{ClusterIdentity: ci}, min(timeout, p.activationTimeout)).Result()
 	if r, ok := res.(*pcluster.ActivationResponse); ok && err == nil && !r.GetFailed() {
 		return r.GetPid(), true
 	}
