@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // side is one system under test as the load generator sees it: where its
@@ -122,7 +124,9 @@ type roundResult struct {
 	// 2xx answer (0 when /proc could not be read).
 	ServerCPUusPerOp float64 `json:"server_cpu_us_per_op"`
 	RedisCPUusPerOp  float64 `json:"redis_cpu_us_per_op"`
-	hist             *hist
+	// What Redis spent its time on in the window (INFO commandstats).
+	RedisCommands []redisCommand `json:"redis_commands,omitempty"`
+	hist          *hist
 }
 
 // run drives s with clients closed-loop workers: each sends its next
@@ -130,11 +134,30 @@ type roundResult struct {
 // the warm-up are not counted; from then on, those answered before the
 // window ends are: their 2xx count is the throughput, their 2xx latencies
 // the percentiles, every other answer an error by status.
-func run(ctx context.Context, s *side, w workload, clients int, warmup, window time.Duration, redisPid int) roundResult {
+func run(ctx context.Context, s *side, w workload, clients int, warmup, window time.Duration, redisPid int, rc *redis.Client) roundResult {
 	start := time.Now()
 	measureFrom, measureTo := start.Add(warmup), start.Add(warmup+window)
 	cpu := make(chan [2]time.Duration, 1)
 	go func() { cpu <- cpuDuring(ctx, measureFrom, measureTo, s.pid, redisPid) }()
+	cmds := make(chan [2]map[string]cmdStat, 1)
+	go func() {
+		var st [2]map[string]cmdStat
+		defer func() { cmds <- st }()
+		if rc == nil {
+			return
+		}
+		settle(ctx, time.Until(measureFrom))
+		b, err := commandStats(ctx, rc)
+		if err != nil {
+			return
+		}
+		settle(ctx, time.Until(measureTo))
+		a, err := commandStats(ctx, rc)
+		if err != nil {
+			return
+		}
+		st = [2]map[string]cmdStat{b, a}
+	}()
 	hists := make([]*hist, clients)
 	errs := make([]map[string]int, clients)
 	var wg sync.WaitGroup
@@ -182,6 +205,9 @@ func run(ctx context.Context, s *side, w workload, clients int, warmup, window t
 	if used := <-cpu; total.total > 0 {
 		res.ServerCPUusPerOp = float64(used[0].Microseconds()) / float64(total.total)
 		res.RedisCPUusPerOp = float64(used[1].Microseconds()) / float64(total.total)
+	}
+	if st := <-cmds; st[0] != nil {
+		res.RedisCommands = commandsPerOp(st[0], st[1], total.total)
 	}
 	return res
 }

@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -246,7 +247,13 @@ func runBench(ctx context.Context, args []string) (err error) {
 	sides[0].pid, sides[1].pid = bl.cmd.Process.Pid, n.proc.cmd.Process.Pid
 	admin := newSide("granary-admin", n.base, "", adminToken, false, 1)
 
-	if err := runWorkloads(ctx, o, res, sides, admin, redisProc.cmd.Process.Pid); err != nil {
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", redisURL, err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	if err := runWorkloads(ctx, o, res, sides, admin, redisProc.cmd.Process.Pid, rc); err != nil {
 		return err
 	}
 	granary := sides[1]
@@ -302,7 +309,7 @@ func runBench(ctx context.Context, args []string) (err error) {
 
 // runWorkloads opens the accounts on both sides and runs every workload
 // A/B/A/B.
-func runWorkloads(ctx context.Context, o options, res *results, sides []*side, admin *side, redisPid int) error {
+func runWorkloads(ctx context.Context, o options, res *results, sides []*side, admin *side, redisPid int, rc *redis.Client) error {
 	var selected []string
 	needAccounts := false
 	for _, name := range strings.Split(o.workloads, ",") {
@@ -370,7 +377,7 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 					profile = make(chan error, 1)
 					go func() { profile <- fetchProfile(ctx, o.pprofAddr, o.cpuProfile, o.warmup) }()
 				}
-				r := run(ctx, s, w, o.clients, o.warmup, o.window, redisPid)
+				r := run(ctx, s, w, o.clients, o.warmup, o.window, redisPid, rc)
 				r.Round = round
 				if profile != nil {
 					if err := <-profile; err != nil {
@@ -388,6 +395,9 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 				wr.Rounds = append(wr.Rounds, r)
 				logf("%s %s round %d/%d: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, cpu/op %.0f µs server + %.0f µs redis, errors %s",
 					w.name, s.name, round, o.rounds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUusPerOp, r.RedisCPUusPerOp, errorsText(r.Errors))
+				if len(r.RedisCommands) > 0 {
+					logf("%s %s round %d/%d: redis per op: %s", w.name, s.name, round, o.rounds, commandsText(r.RedisCommands))
+				}
 			}
 		}
 		summarise(&wr)

@@ -113,7 +113,7 @@ func TestProxyWorkloadRegistersRoutesAndCleansUp(t *testing.T) {
 			t.Errorf("%s: GET /42: %d %+v %v", s.name, status, got, err)
 		}
 	}
-	res := run(ctx, px.gateway, w, 4, 0, 200*time.Millisecond, 0)
+	res := run(ctx, px.gateway, w, 4, 0, 200*time.Millisecond, 0, nil)
 	if res.OK == 0 || len(res.Errors) != 0 {
 		t.Errorf("a short window through the gateway: %+v", res)
 	}
