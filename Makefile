@@ -22,6 +22,7 @@ test: ## all tests, with the race detector
 	@# Several members in one process race inside Proto.Actor (see
 	@# testkit.ErrSharedProcessRace); those tests skip under -race and run here.
 	$(GO) test -count=1 -timeout 10m ./cluster/... ./testkit/... ./examples/...
+	$(GO) test -count=1 -timeout 5m -run 'TestDepartedMemberShowsDead|TestRateLimitAcrossMembers' ./http/gateway/
 
 test-short: ## the fast path: go test -short ./... (long real-process tests skip)
 	$(GO) test -short -count=1 ./...

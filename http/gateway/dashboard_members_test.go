@@ -25,6 +25,7 @@ func TestDepartedMemberShowsDead(t *testing.T) {
 	cfg.KeyPrefix = prefix
 	h.gw = h.newGateway(c.Member(0), cfg, nil)
 	h.srv = httptest.NewServer(h.gw.Handler())
+	h.base, h.client = h.srv.URL, h.srv.Client()
 	t.Cleanup(h.gw.Close)
 	t.Cleanup(h.srv.Close)
 	admin := token(t, "root", "admin")
