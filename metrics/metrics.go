@@ -113,3 +113,31 @@ func RegisterReminders(reg prometheus.Registerer, counters func() (claimed, woke
 	}
 	return nil
 }
+
+// RegisterPipeline exposes one Redis pipeliner of the member (name: what
+// it carries, e.g. "journal"): how many pipelines it sent and how many
+// calls went in them; calls / pipelines is its mean batch, the group
+// commit's gain.
+func RegisterPipeline(reg prometheus.Registerer, name string, stats func() (pipelines, calls uint64)) error {
+	labels := prometheus.Labels{"pipe": name}
+	for _, c := range []struct {
+		name, help string
+		calls      bool
+	}{
+		{"redis_pipelines_total", "Pipelines a Redis pipeliner sent (one round trip each).", false},
+		{"redis_pipelined_calls_total", "Calls that went to Redis in those pipelines.", true},
+	} {
+		calls := c.calls
+		m := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: c.name, Help: c.help, ConstLabels: labels}, func() float64 {
+			p, n := stats()
+			if calls {
+				return float64(n)
+			}
+			return float64(p)
+		})
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("register %s{pipe=%s}: %w", c.name, name, err)
+		}
+	}
+	return nil
+}

@@ -126,6 +126,9 @@ type roundResult struct {
 	RedisCPUusPerOp  float64 `json:"redis_cpu_us_per_op"`
 	// What Redis spent its time on in the window (INFO commandstats).
 	RedisCommands []redisCommand `json:"redis_commands,omitempty"`
+	// Mean calls per pipeline of each of the node's Redis pipeliners in
+	// the window (granary_redis_pipelined_calls_total / _pipelines_total).
+	PipelineBatch map[string]float64 `json:"pipeline_batch,omitempty"`
 	hist          *hist
 }
 
@@ -139,24 +142,26 @@ func run(ctx context.Context, s *side, w workload, clients int, warmup, window t
 	measureFrom, measureTo := start.Add(warmup), start.Add(warmup+window)
 	cpu := make(chan [2]time.Duration, 1)
 	go func() { cpu <- cpuDuring(ctx, measureFrom, measureTo, s.pid, redisPid) }()
-	cmds := make(chan [2]map[string]cmdStat, 1)
+	type probes struct {
+		cmds  [2]map[string]cmdStat
+		pipes [2]map[string][2]float64
+	}
+	probed := make(chan probes, 1)
 	go func() {
-		var st [2]map[string]cmdStat
-		defer func() { cmds <- st }()
-		if rc == nil {
-			return
+		var p probes
+		defer func() { probed <- p }()
+		read := func(i int) {
+			if rc != nil {
+				if st, err := commandStats(ctx, rc); err == nil {
+					p.cmds[i] = st
+				}
+			}
+			p.pipes[i] = pipelineCounters(ctx, s.base)
 		}
 		settle(ctx, time.Until(measureFrom))
-		b, err := commandStats(ctx, rc)
-		if err != nil {
-			return
-		}
+		read(0)
 		settle(ctx, time.Until(measureTo))
-		a, err := commandStats(ctx, rc)
-		if err != nil {
-			return
-		}
-		st = [2]map[string]cmdStat{b, a}
+		read(1)
 	}()
 	hists := make([]*hist, clients)
 	errs := make([]map[string]int, clients)
@@ -206,8 +211,9 @@ func run(ctx context.Context, s *side, w workload, clients int, warmup, window t
 		res.ServerCPUusPerOp = float64(used[0].Microseconds()) / float64(total.total)
 		res.RedisCPUusPerOp = float64(used[1].Microseconds()) / float64(total.total)
 	}
-	if st := <-cmds; st[0] != nil {
-		res.RedisCommands = commandsPerOp(st[0], st[1], total.total)
+	if p := <-probed; p.cmds[0] != nil && p.cmds[1] != nil {
+		res.RedisCommands = commandsPerOp(p.cmds[0], p.cmds[1], total.total)
+		res.PipelineBatch = batchSizes(p.pipes[0], p.pipes[1])
 	}
 	return res
 }

@@ -396,7 +396,11 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 				logf("%s %s round %d/%d: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, cpu/op %.0f µs server + %.0f µs redis, errors %s",
 					w.name, s.name, round, o.rounds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUusPerOp, r.RedisCPUusPerOp, errorsText(r.Errors))
 				if len(r.RedisCommands) > 0 {
-					logf("%s %s round %d/%d: redis per op: %s", w.name, s.name, round, o.rounds, commandsText(r.RedisCommands))
+					line := "redis per op: " + commandsText(r.RedisCommands)
+					if len(r.PipelineBatch) > 0 {
+						line += "; mean pipeline batch: " + batchText(r.PipelineBatch)
+					}
+					logf("%s %s round %d/%d: %s", w.name, s.name, round, o.rounds, line)
 				}
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,6 +106,98 @@ func commandsText(cs []redisCommand) string {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s %.2f/op %.0f µs", c.Name, c.CallsPerOp, c.UsPerOp)
+	}
+	return b.String()
+}
+
+// pipelineCounters reads the node's granary_redis_pipelines_total and
+// granary_redis_pipelined_calls_total per pipe from /metrics: key
+// "journal" → {pipelines, calls}. Nil when the node has none (the
+// baseline).
+func pipelineCounters(ctx context.Context, base string) map[string][2]float64 {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	return parsePipelineCounters(resp.Body)
+}
+
+func parsePipelineCounters(r io.Reader) map[string][2]float64 {
+	out := map[string][2]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		idx := -1
+		rest, ok := strings.CutPrefix(line, "granary_redis_pipelines_total{")
+		if ok {
+			idx = 0
+		} else if rest, ok = strings.CutPrefix(line, "granary_redis_pipelined_calls_total{"); ok {
+			idx = 1
+		} else {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		pipe, ok := strings.CutPrefix(labels, `pipe="`)
+		if !ok {
+			continue
+		}
+		pipe, _, _ = strings.Cut(pipe, `"`)
+		f, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		v := out[pipe]
+		v[idx] = f
+		out[pipe] = v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// batchSizes is the mean calls per pipeline of each pipe between two
+// readings (pipes that sent nothing left out).
+func batchSizes(before, after map[string][2]float64) map[string]float64 {
+	out := map[string]float64{}
+	for pipe, a := range after {
+		b := before[pipe]
+		if p := a[0] - b[0]; p > 0 {
+			out[pipe] = (a[1] - b[1]) / p
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func batchText(m map[string]float64) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for i, k := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.1f", k, m[k])
 	}
 	return b.String()
 }

@@ -148,6 +148,11 @@ func start(ctx context.Context, m mode, getenv func(string) string, stdout, stde
 	}
 	defer store.Close()
 	reg := metrics.NewRegistry()
+	if gc, ok := store.(interface{ GroupCommitStats() (uint64, uint64) }); ok {
+		if err := metrics.RegisterPipeline(reg, "journal", gc.GroupCommitStats); err != nil {
+			return err
+		}
+	}
 	if store, err = instrumented.New(store, reg); err != nil {
 		return err
 	}

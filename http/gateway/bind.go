@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"granary/http/idempotency"
 	"granary/messages"
 )
 
@@ -20,7 +21,11 @@ import (
 // fields have the right types.
 func (g *Gateway) bindJSON(c echo.Context, dst any) error {
 	req := c.Request()
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, g.cfg.BodyLimit))
+	body, held := idempotency.HeldBody(req)
+	var err error
+	if !held {
+		body, err = io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, g.cfg.BodyLimit))
+	}
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -33,12 +38,11 @@ func (g *Gateway) bindJSON(c echo.Context, dst any) error {
 	} else if !isJSONMediaType(req.Header.Get(echo.HeaderContentType)) {
 		return messages.Fail(messages.CodeUnsupportedMediaType, "body must be application/json, got %q", req.Header.Get(echo.HeaderContentType))
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(dst); err != nil {
+	// Unmarshal, not a Decoder: it works on the bytes in place (a Decoder
+	// copies them into a buffer of its own) and refuses anything after
+	// the first value as a syntax error.
+	if err := json.Unmarshal(body, dst); err != nil {
 		return messages.Fail(messages.CodeInvalidJSON, "%s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return messages.Fail(messages.CodeInvalidJSON, "body must hold exactly one JSON value")
 	}
 	return nil
 }

@@ -123,6 +123,9 @@ func (g *Gateway) buildMiddleware() error {
 			return fmt.Errorf("gateway: %w", err)
 		}
 		store = g.ownIdem
+		if err := metrics.RegisterPipeline(g.registry, "idempotency", g.ownIdem.PipelineStats); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 	default:
 		g.deps.Logger.Warn("idempotency records are kept in this process only: no Redis configured")
 		store = idempotency.NewMemoryStore(0, nil)

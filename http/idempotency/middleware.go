@@ -330,8 +330,40 @@ func (m *Middleware) readBody(c echo.Context) ([]byte, error) {
 		}
 		return nil, messages.Fail(messages.CodeInvalidJSON, "could not read body: %v", err)
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.Body = &heldBody{body: body}
 	return body, nil
+}
+
+// heldBody is a body the middleware read already: a handler may read it
+// again, or take its bytes without a copy (HeldBody).
+type heldBody struct {
+	body []byte
+	off  int
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.body) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.body[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *heldBody) Close() error { return nil }
+
+// HeldBody returns the unread rest of r's body when the middleware read
+// it already (within the body limit), and consumes it; ok is false for a
+// body it did not read. Handlers binding JSON use it to skip a second
+// read and copy of the same bytes.
+func HeldBody(r *http.Request) (body []byte, ok bool) {
+	b, ok := r.Body.(*heldBody)
+	if !ok {
+		return nil, false
+	}
+	rest := b.body[b.off:]
+	b.off = len(b.body)
+	return rest, true
 }
 
 // fingerprint is what makes two requests "the same": method, path and

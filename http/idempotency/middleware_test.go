@@ -3,6 +3,7 @@ package idempotency_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -371,5 +372,29 @@ func TestUnrecordedRefusalIsNotDefinite(t *testing.T) {
 	a.handler = func(c echo.Context) error { return c.JSON(http.StatusCreated, map[string]string{"ok": "yes"}) }
 	if rec := a.post("/things/2", `{}`, "Idempotency-Key", "k2"); rec.Code != http.StatusCreated || !strings.Contains(rec.Body.String(), "yes") {
 		t.Fatalf("unrecorded success: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// A handler gets the body the middleware read for the fingerprint: as a
+// reader (what is left of it after a partial read), or as its bytes
+// through HeldBody, once; a request the middleware did not read has none.
+func TestHeldBody(t *testing.T) {
+	a := newApp(t, idempotency.NewMemoryStore(0, nil))
+	var got []string
+	a.handler = func(c echo.Context) error {
+		req := c.Request()
+		head := make([]byte, 3)
+		n, _ := io.ReadFull(req.Body, head)
+		rest, ok := idempotency.HeldBody(req)
+		again, okAgain := idempotency.HeldBody(req)
+		tail, _ := io.ReadAll(req.Body)
+		got = append(got, fmt.Sprintf("%s|%s|%v|%q|%v|%q", head[:n], rest, ok, again, okAgain, tail))
+		return c.NoContent(http.StatusNoContent)
+	}
+	a.post("/things/1", `{"n":12}`, "Idempotency-Key", "k1", "X-Caller", "alice")
+	a.post("/things/1", `{"n":12}`)
+	want := []string{`{"n|":12}|true|""|true|""`, `{"n||false|""|false|"\":12}"`}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("handler saw\n%q\nwant\n%q", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,9 @@ var (
 // (Redis 7.0 or later), completion and release are Lua scripts.
 //
 // Values: "P|<token>|<fingerprint>" while pending,
-// "D|<fingerprint>|<response JSON>" once final.
+// "R|<fingerprint>|<status>|<header bytes>|<headers><body>" once final
+// (encodeResponse); "D|<fingerprint>|<response JSON>" records, which
+// earlier gateways wrote, are still read.
 type RedisStore struct {
 	client goredis.UniversalClient
 	// pipe, when set, sends the scripts of all requests in pipelines (see
@@ -64,6 +67,16 @@ func NewPipelinedRedisStore(client goredis.UniversalClient, prefix string) (*Red
 		return nil, fmt.Errorf("idempotency: %w", err)
 	}
 	return s, nil
+}
+
+// PipelineStats reports the pipelines a NewPipelinedRedisStore sent and
+// the operations that went in them (0, 0 for one without a pipeline).
+func (s *RedisStore) PipelineStats() (pipelines, calls uint64) {
+	if s.pipe == nil {
+		return 0, 0
+	}
+	st := s.pipe.Stats()
+	return st.Pipelines, st.Calls
 }
 
 // Close stops the pipeline of a NewPipelinedRedisStore, cancelling the
@@ -136,11 +149,11 @@ func (s *RedisStore) Claim(ctx context.Context, key, fingerprint string, pending
 // Complete implements Store.
 func (s *RedisStore) Complete(ctx context.Context, key, token string, resp Response, ttl time.Duration) error {
 	rkey := s.prefix + key
-	body, err := json.Marshal(resp)
+	body, err := encodeResponse(resp)
 	if err != nil {
-		return fmt.Errorf("complete idempotency key %s: encode response: %w", rkey, err)
+		return fmt.Errorf("complete idempotency key %s: %w", rkey, err)
 	}
-	n, err := s.run(ctx, completeScript, []string{rkey}, pendingPrefix(token), string(body), ttl.Milliseconds()).Int()
+	n, err := s.run(ctx, completeScript, []string{rkey}, pendingPrefix(token), body, ttl.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("complete idempotency key %s: %w", rkey, err)
 	}
@@ -177,7 +190,19 @@ func decodeRecord(raw string) (*Record, error) {
 			return nil, ErrCorruptRecord
 		}
 		return &Record{Fingerprint: fp}, nil
+	case "R":
+		fp, body, ok := strings.Cut(rest, "|")
+		if !ok {
+			return nil, ErrCorruptRecord
+		}
+		resp, err := decodeResponse(body)
+		if err != nil {
+			return nil, err
+		}
+		return &Record{Fingerprint: fp, Response: resp}, nil
 	case "D":
+		// The JSON form gateways before December 2026 wrote (its body in
+		// base64); such records live out their 24 h.
 		fp, body, ok := strings.Cut(rest, "|")
 		if !ok {
 			return nil, ErrCorruptRecord
@@ -189,4 +214,74 @@ func decodeRecord(raw string) (*Record, error) {
 		return &Record{Fingerprint: fp, Response: &resp}, nil
 	}
 	return nil, ErrCorruptRecord
+}
+
+// encodeResponse is a kept answer as an "R" record holds it after its
+// fingerprint: "<status>|<header bytes>|<headers><body>", each header one
+// "Name:value\n" line, the body raw. Not JSON: that cost every keyed
+// request an encoding with reflection and a base64 body a third larger
+// in Redis (issue 10).
+func encodeResponse(r Response) (string, error) {
+	if r.Status < 100 || r.Status > 999 {
+		return "", fmt.Errorf("encode response: status %d", r.Status)
+	}
+	hlen := 0
+	for name, vs := range r.Header {
+		for _, v := range vs {
+			if strings.ContainsAny(name, ":\n") || strings.ContainsRune(v, '\n') {
+				return "", fmt.Errorf("encode response: header %q: %q cannot be kept", name, v)
+			}
+			hlen += len(name) + len(v) + 2
+		}
+	}
+	var b strings.Builder
+	b.Grow(3 + 1 + 8 + 1 + hlen + len(r.Body))
+	b.WriteString(strconv.Itoa(r.Status))
+	b.WriteByte('|')
+	b.WriteString(strconv.Itoa(hlen))
+	b.WriteByte('|')
+	for name, vs := range r.Header {
+		for _, v := range vs {
+			b.WriteString(name)
+			b.WriteByte(':')
+			b.WriteString(v)
+			b.WriteByte('\n')
+		}
+	}
+	b.Write(r.Body)
+	return b.String(), nil
+}
+
+func decodeResponse(s string) (*Response, error) {
+	status, rest, ok := strings.Cut(s, "|")
+	if !ok {
+		return nil, ErrCorruptRecord
+	}
+	hlenText, rest, ok := strings.Cut(rest, "|")
+	if !ok {
+		return nil, ErrCorruptRecord
+	}
+	code, err1 := strconv.Atoi(status)
+	hlen, err2 := strconv.Atoi(hlenText)
+	if err1 != nil || err2 != nil || code < 100 || code > 999 || hlen < 0 || hlen > len(rest) {
+		return nil, ErrCorruptRecord
+	}
+	resp := &Response{Status: code}
+	if hlen > 0 {
+		resp.Header = map[string][]string{}
+		for line := range strings.SplitSeq(rest[:hlen], "\n") {
+			if line == "" {
+				continue
+			}
+			name, v, ok := strings.Cut(line, ":")
+			if !ok {
+				return nil, ErrCorruptRecord
+			}
+			resp.Header[name] = append(resp.Header[name], v)
+		}
+	}
+	if body := rest[hlen:]; body != "" {
+		resp.Body = []byte(body)
+	}
+	return resp, nil
 }
