@@ -38,3 +38,34 @@ func TestRegisterRemindersExposesThePoller(t *testing.T) {
 		t.Fatal("registering twice did not fail")
 	}
 }
+
+func TestRegisterPipelineExposesItsCounts(t *testing.T) {
+	reg := metrics.NewRegistry()
+	pipelines, calls := uint64(2), uint64(9)
+	for _, name := range []string{"journal", "idempotency"} {
+		if err := metrics.RegisterPipeline(reg, name, func() (uint64, uint64) { return pipelines, calls }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pipelines, calls = 4, 30
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetCounter() != nil && len(m.GetLabel()) == 1 {
+				got[f.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	for _, pipe := range []string{"journal", "idempotency"} {
+		if got["granary_redis_pipelines_total/"+pipe] != 4 || got["granary_redis_pipelined_calls_total/"+pipe] != 30 {
+			t.Fatalf("%s: %v", pipe, got)
+		}
+	}
+	if err := metrics.RegisterPipeline(reg, "journal", func() (uint64, uint64) { return 0, 0 }); err == nil {
+		t.Fatal("registering one pipe twice did not fail")
+	}
+}
