@@ -17,6 +17,7 @@ import (
 	"granary/internal/leakcheck"
 	"granary/messages"
 	"granary/persistence"
+	"granary/persistence/memory"
 	"granary/testkit"
 )
 
@@ -331,5 +332,48 @@ func TestSweepClosesTheRecordOfAFinishedSaga(t *testing.T) {
 	}
 	if b := e.balance(b); b != 10 {
 		t.Fatalf("the sweep moved money again: target %d", b)
+	}
+}
+
+// appendLog records the event types of each append to a saga stream.
+type appendLog struct {
+	persistence.Store
+	mu      sync.Mutex
+	appends map[string][][]string
+}
+
+func (l *appendLog) Append(ctx context.Context, stream string, expected uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
+	res, err := l.Store.Append(ctx, stream, expected, events, opts...)
+	if err == nil {
+		var types []string
+		for _, e := range events {
+			types = append(types, e.Type)
+		}
+		l.mu.Lock()
+		l.appends[stream] = append(l.appends[stream], types)
+		l.mu.Unlock()
+	}
+	return res, err
+}
+
+// A step's completion and what Next decides right after it (the next
+// step's start, or the end) are stored in one append: a transfer records
+// its six events in four appends, each event once and in order.
+func TestSagaRecordsConsecutiveDecisionsTogether(t *testing.T) {
+	log := &appendLog{Store: memory.New(4), appends: map[string][][]string{}}
+	e := newEnv(t, testkit.WithStore(log))
+	a, b := e.open("R-A", 1000), e.open("R-B", 0)
+	expect(t, e.transfer("t-batched", a, b, 300), "completed", "", "", "withdraw=completed() deposit=completed() ")
+	expect(t, e.transfer("t-refused", a, b, 5000), "compensated", "withdraw", "insufficient funds",
+		"withdraw=failed(insufficient funds) deposit=pending() ")
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for id, want := range map[string]string{
+		"t-batched": "[[SagaStarted] [SagaStepStarted] [SagaStepCompleted SagaStepStarted] [SagaStepCompleted SagaFinished]]",
+		"t-refused": "[[SagaStarted] [SagaStepStarted] [SagaStepFailed SagaFinished]]",
+	} {
+		if got := fmt.Sprint(log.appends[saga.Stream(saga.TransferKind)(id)]); got != want {
+			t.Errorf("appends of %s: %s, want %s", id, got, want)
+		}
 	}
 }
