@@ -181,11 +181,13 @@ func (g *grain) start(in *messages.StartSaga) error {
 			return fmt.Errorf("index saga %s: %w", g.id, err)
 		}
 	}
-	return g.record(func(s *messages.SagaState) *messages.SagaEvent {
+	// With what Next decides on it (the first step's start), as a drive
+	// would record it right after.
+	return g.recordAll(func(s *messages.SagaState) []*messages.SagaEvent {
 		if s.GetVersion() > 0 {
 			return nil
 		}
-		return &messages.SagaEvent{Event: &messages.SagaEvent_Started{Started: started}}
+		return g.records(s, &messages.SagaEvent{Event: &messages.SagaEvent_Started{Started: started}})
 	})
 }
 
@@ -318,9 +320,8 @@ const maxRecords = 8
 // Record: one append instead of one per event. A step's completion and
 // the next step's start (or the saga's end) are decided at the same
 // moment, so storing them together changes no outcome, only the round
-// trips (a transfer's six saga events take four appends, and as many
-// index updates, instead of six). Not past an Invoke: a step starts only
-// once its start is stored.
+// trips (a transfer's six saga events take three appends instead of
+// six). Not past an Invoke: a step starts only once its start is stored.
 func (g *grain) records(s *messages.SagaState, first *messages.SagaEvent) []*messages.SagaEvent {
 	evs := []*messages.SagaEvent{first}
 	now := g.cfg.Now()
