@@ -487,7 +487,10 @@ func safe(s string) string {
 
 // Unavailability is, per fault kind, the longest stretch without a
 // successful write that began during a fault: from the fault's start, or a
-// success within its window, to the next success.
+// success within its window, to the next success. A fault's window ends at
+// the next fault, the last one's at end: when clients stopped starting
+// calls (a success after it counts only for a stretch that began while
+// its fault lasted, or within a second of its end).
 func Unavailability(ops []Op, faults []Fault, end time.Time) map[string]time.Duration {
 	var ok []time.Time
 	for _, op := range ops {

@@ -214,6 +214,21 @@ func TestUnavailability(t *testing.T) {
 	if un["sigstop"] != 200*time.Millisecond {
 		t.Errorf("sigstop: %s, want 200ms", un["sigstop"])
 	}
+
+	// After the load stops (end), writes still in flight return late: the
+	// cluster answered everything else, so that is no stretch of the last
+	// fault's, which ended long before.
+	busy := append(ops[:len(ops):len(ops)], Op{Kind: Deposit, Outcome: OK, Return: at(6500)}, Op{Kind: Deposit, Outcome: OK, Return: at(6950)})
+	tail := append(busy[:len(busy):len(busy)], Op{Kind: Deposit, Outcome: OK, Return: at(15000)})
+	if a, b := Unavailability(busy, faults, at(7000))["sigstop"], Unavailability(tail, faults, at(7000))["sigstop"]; a != b || a != 450*time.Millisecond {
+		t.Errorf("sigstop: %s, with a straggler after the load %s; want 450ms both", a, b)
+	}
+	// A stretch that began inside the fault still counts when its next
+	// success came after the load stopped.
+	stuck := []Op{{Kind: Deposit, Outcome: OK, Return: at(5700)}, {Kind: Deposit, Outcome: OK, Return: at(9000)}}
+	if un := Unavailability(stuck, faults[1:], at(7000)); un["sigstop"] != 3200*time.Millisecond {
+		t.Errorf("sigstop never recovered within the load: %s, want 3.2s", un["sigstop"])
+	}
 }
 
 // A re-sent command the grain already applied, answered with the account's
