@@ -94,7 +94,9 @@ func (h *history) add(c counters) {
 func (h *history) view(now counters) ([]historySample, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := slices.Clone(h.samples)
+	// Never nil: a gateway asked right after it started has no sample
+	// yet, and the contract's "samples" is an array, never null.
+	out := append(make([]historySample, 0, len(h.samples)+1), h.samples...)
 	if now.at.Sub(h.last.at) >= historyMinTail {
 		out = append(out, between(h.last, now))
 	}

@@ -76,6 +76,17 @@ func TestHistoryIsBounded(t *testing.T) {
 	}
 }
 
+// A gateway asked before its first interval ended has no sample: an
+// empty list, not a missing one (JSON null breaks the contract).
+func TestHistoryViewBeforeTheFirstSample(t *testing.T) {
+	t0 := time.Unix(1_000, 0)
+	h := &history{last: counters{at: t0, appends: -1}}
+	got, _ := h.view(counters{at: t0.Add(historyMinTail / 2), appends: -1})
+	if got == nil || len(got) != 0 {
+		t.Fatalf("samples %#v, want an empty non-nil list", got)
+	}
+}
+
 func ptr(f float64) *float64 { return &f }
 
 func deref(f *float64) any {
