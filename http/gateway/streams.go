@@ -166,6 +166,9 @@ func (g *Gateway) closeStreams() {
 }
 
 func (g *Gateway) closeIdempotency() {
+	if g.idem != nil {
+		g.idem.Close()
+	}
 	if g.ownIdem != nil {
 		_ = g.ownIdem.Close() // never fails
 	}

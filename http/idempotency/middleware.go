@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -108,7 +109,34 @@ type Middleware struct {
 	cfg      Config
 	log      *slog.Logger
 	outcomes *prometheus.CounterVec
+	releases releases
 }
+
+// releases are the claims whose release failed (the store was down as the
+// attempt ended without a final answer), released again until it works
+// or the claim has lapsed: without it a retry of that key is told 409
+// request_in_progress until PendingTTL passes, although its first attempt
+// ended (30 s, where the store is often back within a second). Bounded;
+// one goroutine while any is left, none once Close returned.
+type releases struct {
+	mu      sync.Mutex
+	pending map[string]pendingRelease // by record key
+	running bool
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type pendingRelease struct {
+	token string
+	until time.Time
+}
+
+// Retrying failed releases: how many at most, and how often.
+const (
+	maxPendingReleases = 4096
+	releaseRetry       = 250 * time.Millisecond
+)
 
 // New returns the middleware, registering its metrics on reg.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Middleware, error) {
@@ -122,7 +150,27 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Middleware, 
 	if err := reg.Register(m.outcomes); err != nil {
 		return nil, fmt.Errorf("idempotency: register metrics: %w", err)
 	}
+	m.releases.pending = map[string]pendingRelease{}
+	m.releases.stop = make(chan struct{})
 	return m, nil
+}
+
+// Close stops retrying failed releases (their claims lapse by themselves)
+// and waits until that is done.
+func (m *Middleware) Close() {
+	r := &m.releases
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	close(r.stop)
+	done := r.done
+	r.mu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // Func returns the Echo middleware for mutating routes. caller names who
@@ -289,8 +337,82 @@ func (m *Middleware) release(c echo.Context, rkey, token string) {
 	ctx, cancel := m.storeContext(c.Request().Context())
 	defer cancel()
 	if err := m.cfg.Store.Release(ctx, rkey, token); err != nil {
-		// The claim expires by itself after PendingTTL.
-		m.logFor(c).Warn("idempotency claim not released", "err", err)
+		// The claim expires by itself after PendingTTL; until then it is
+		// released again in the background.
+		m.logFor(c).Warn("idempotency claim not released; retrying in the background", "err", err)
+		m.retryRelease(rkey, token)
+	}
+}
+
+func (m *Middleware) retryRelease(rkey, token string) {
+	r := &m.releases
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if _, ok := r.pending[rkey]; !ok && len(r.pending) >= maxPendingReleases {
+		m.log.Warn("too many idempotency claims waiting for release; this one lapses by itself", "pending", len(r.pending))
+		return
+	}
+	r.pending[rkey] = pendingRelease{token: token, until: time.Now().Add(m.cfg.PendingTTL)}
+	if !r.running {
+		r.running, r.done = true, make(chan struct{})
+		go m.releaseLoop(r.done)
+	}
+}
+
+// releaseLoop releases the pending claims every releaseRetry until none
+// is left or Close.
+func (m *Middleware) releaseLoop(done chan struct{}) {
+	defer close(done)
+	r := &m.releases
+	t := time.NewTicker(releaseRetry)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stop:
+			cancel()
+		case <-done:
+		}
+	}()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		batch := make(map[string]pendingRelease, len(r.pending))
+		for k, p := range r.pending {
+			batch[k] = p
+		}
+		r.mu.Unlock()
+		now := time.Now()
+		for rkey, p := range batch {
+			if now.Before(p.until) {
+				sctx, scancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
+				err := m.cfg.Store.Release(sctx, rkey, p.token)
+				scancel()
+				if err != nil {
+					continue // still down: next tick
+				}
+			}
+			r.mu.Lock()
+			if r.pending[rkey] == p {
+				delete(r.pending, rkey)
+			}
+			r.mu.Unlock()
+		}
+		r.mu.Lock()
+		if len(r.pending) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"granary/http/idempotency"
 	"granary/http/problem"
 	"granary/messages"
+	"granary/testkit"
 )
 
 // app is an Echo server with the middleware on POST /things/:id, whose
@@ -44,6 +45,7 @@ func newApp(t *testing.T, store idempotency.Store, tweak ...func(*idempotency.Co
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(m.Close)
 	a.e.HTTPErrorHandler = problem.Handler(log)
 	a.e.Logger.SetOutput(io.Discard) // the recoverer's stack traces
 	a.e.Use(middleware.Recover())
@@ -396,5 +398,47 @@ func TestHeldBody(t *testing.T) {
 	want := []string{`{"n|":12}|true|""|true|""`, `{"n||false|""|false|"\":12}"`}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Fatalf("handler saw\n%q\nwant\n%q", got, want)
+	}
+}
+
+// flakyRelease is a memory store whose releases fail while down is set:
+// the store went away as an attempt ended without a final answer.
+type flakyRelease struct {
+	idempotency.Store
+	down     atomic.Bool
+	releases atomic.Int32
+}
+
+func (f *flakyRelease) Release(ctx context.Context, key, token string) error {
+	f.releases.Add(1)
+	if f.down.Load() {
+		return errors.New("connection refused")
+	}
+	return f.Store.Release(ctx, key, token)
+}
+
+// A claim whose release failed is released again once the store is back,
+// so a retry runs as soon as it can instead of being told "in progress"
+// until the claim lapses (PendingTTL).
+func TestFailedReleaseIsRetried(t *testing.T) {
+	store := &flakyRelease{Store: idempotency.NewMemoryStore(0, nil)}
+	a := newApp(t, store, func(c *idempotency.Config) { c.Wait, c.PendingTTL = 0, time.Hour })
+	store.down.Store(true)
+	a.handler = func(c echo.Context) error {
+		return messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
+	}
+	wantProblem(t, a.post("/things/1", `{}`, "Idempotency-Key", "k", "X-Caller", "alice"), http.StatusServiceUnavailable, messages.CodeServiceUnavailable)
+	wantProblem(t, a.post("/things/1", `{}`, "Idempotency-Key", "k", "X-Caller", "alice"), http.StatusConflict, messages.CodeRequestInProgress)
+
+	store.down.Store(false)
+	a.handler = func(c echo.Context) error { return c.JSON(http.StatusCreated, map[string]string{"ok": "yes"}) }
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if rec := a.post("/things/1", `{}`, "Idempotency-Key", "k", "X-Caller", "alice"); rec.Code != http.StatusCreated {
+			return fmt.Errorf("retry: %d %s", rec.Code, rec.Body)
+		}
+		return nil
+	})
+	if n := store.releases.Load(); n < 2 {
+		t.Fatalf("release tried %d times, want a retry", n)
 	}
 }
