@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"granary/metrics"
 )
 
@@ -13,21 +15,7 @@ func TestRegisterRemindersExposesThePoller(t *testing.T) {
 		t.Fatal(err)
 	}
 	claimed = 5
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				got[f.GetName()] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				got[f.GetName()] = m.GetGauge().GetValue()
-			}
-		}
-	}
+	got := gather(t, reg)
 	for name, want := range map[string]float64{"granary_reminders_claimed_total": 5, "granary_reminders_woken_total": 2,
 		"granary_reminders_wake_errors_total": 1, "granary_reminders_claim_errors_total": 0, "granary_reminders_pending": 7} {
 		if v, ok := got[name]; !ok || v != want {
@@ -48,18 +36,7 @@ func TestRegisterPipelineExposesItsCounts(t *testing.T) {
 		}
 	}
 	pipelines, calls = 4, 30
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]float64{}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			if m.GetCounter() != nil && len(m.GetLabel()) == 1 {
-				got[f.GetName()+"/"+m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
-			}
-		}
-	}
+	got := gather(t, reg)
 	for _, pipe := range []string{"journal", "idempotency"} {
 		if got["granary_redis_pipelines_total/"+pipe] != 4 || got["granary_redis_pipelined_calls_total/"+pipe] != 30 {
 			t.Fatalf("%s: %v", pipe, got)
@@ -68,4 +45,30 @@ func TestRegisterPipelineExposesItsCounts(t *testing.T) {
 	if err := metrics.RegisterPipeline(reg, "journal", func() (uint64, uint64) { return 0, 0 }); err == nil {
 		t.Fatal("registering one pipe twice did not fail")
 	}
+}
+
+// gather is every counter and gauge of reg by name, and its label values
+// after a slash when it has labels ("granary_x/journal").
+func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "/" + l.GetValue()
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return got
 }
