@@ -507,20 +507,25 @@ func Unavailability(ops []Op, faults []Fault, end time.Time) map[string]time.Dur
 		}
 		prev := f.Start
 		var worst time.Duration
+		closed := false
 		for _, t := range ok {
 			if t.Before(f.Start) {
 				continue
 			}
 			if t.After(winEnd) {
-				if prev.Before(winEnd) && t.Sub(prev) > worst && prev.Before(f.End.Add(time.Second)) {
-					worst = t.Sub(prev)
-				}
+				worst = max(worst, beyond(prev, t, winEnd, f.End))
+				closed = true
 				break
 			}
 			if t.Sub(prev) > worst {
 				worst = t.Sub(prev)
 			}
 			prev = t
+		}
+		if !closed && prev.After(f.Start) {
+			// No success after the last one in the window: the clients
+			// kept calling until its end without one.
+			worst = max(worst, beyond(prev, winEnd, winEnd, f.End))
 		}
 		if worst == 0 && len(ok) > 0 && ok[len(ok)-1].Before(f.Start) {
 			worst = time.Duration(math.MaxInt64) // never recovered
@@ -530,6 +535,20 @@ func Unavailability(ops []Op, faults []Fault, end time.Time) map[string]time.Dur
 		}
 	}
 	return out
+}
+
+// beyond is the stretch from the window's last success prev to the next
+// one, next, after the window's end: all of it when it began while the
+// fault lasted (or within a second of its end), else the part within the
+// window, where clients were still calling without success.
+func beyond(prev, next, winEnd, faultEnd time.Time) time.Duration {
+	if !prev.Before(winEnd) {
+		return 0
+	}
+	if prev.Before(faultEnd.Add(time.Second)) {
+		return next.Sub(prev)
+	}
+	return winEnd.Sub(prev)
 }
 
 // Explain points at what makes an account's history fail, using the

@@ -205,6 +205,10 @@ func TestUnavailability(t *testing.T) {
 		{Kind: Read, Outcome: OK, Return: at(4500)},    // reads are not writes
 		{Kind: Deposit, Outcome: OK, Return: at(6000)},
 		{Kind: Deposit, Outcome: OK, Return: at(6100)},
+		{Kind: Deposit, Outcome: OK, Return: at(6300)},
+		{Kind: Deposit, Outcome: OK, Return: at(6500)},
+		{Kind: Deposit, Outcome: OK, Return: at(6700)},
+		{Kind: Deposit, Outcome: OK, Return: at(6900)},
 	}
 	faults := []Fault{{Kind: "kill9", Start: at(1200), End: at(3000)}, {Kind: "sigstop", Start: at(5800), End: at(5900)}}
 	un := Unavailability(ops, faults, at(7000))
@@ -215,16 +219,24 @@ func TestUnavailability(t *testing.T) {
 		t.Errorf("sigstop: %s, want 200ms", un["sigstop"])
 	}
 
-	// After the load stops (end), writes still in flight return late: the
-	// cluster answered everything else, so that is no stretch of the last
-	// fault's, which ended long before.
-	busy := append(ops[:len(ops):len(ops)], Op{Kind: Deposit, Outcome: OK, Return: at(6500)}, Op{Kind: Deposit, Outcome: OK, Return: at(6950)})
-	tail := append(busy[:len(busy):len(busy)], Op{Kind: Deposit, Outcome: OK, Return: at(15000)})
-	if a, b := Unavailability(busy, faults, at(7000))["sigstop"], Unavailability(tail, faults, at(7000))["sigstop"]; a != b || a != 450*time.Millisecond {
-		t.Errorf("sigstop: %s, with a straggler after the load %s; want 450ms both", a, b)
+	// After the load stops (end), a write still in flight returns late:
+	// the cluster answered everything else, so that is no stretch of the
+	// last fault's, which ended long before.
+	tail := append(ops[:len(ops):len(ops)], Op{Kind: Deposit, Outcome: OK, Return: at(15000)})
+	if un := Unavailability(tail, faults, at(7000)); un["sigstop"] != 200*time.Millisecond {
+		t.Errorf("sigstop with a straggler after the load: %s, want 200ms", un["sigstop"])
 	}
-	// A stretch that began inside the fault still counts when its next
-	// success came after the load stopped.
+	// Successes stop 1.5 s after the last fault ended and none comes until
+	// the load stops: the clients' wait in that window is a stretch,
+	// straggler or not.
+	dead := []Op{{Kind: Deposit, Outcome: OK, Return: at(5850)}, {Kind: Deposit, Outcome: OK, Return: at(5950)}, {Kind: Deposit, Outcome: OK, Return: at(7400)}}
+	for _, ops := range [][]Op{dead, append(dead[:3:3], Op{Kind: Deposit, Outcome: OK, Return: at(20000)})} {
+		if un := Unavailability(ops, faults[1:], at(9000)); un["sigstop"] != 1600*time.Millisecond {
+			t.Errorf("sigstop, nothing after 7.4 s until the load stopped at 9 s: %s, want 1.6s", un["sigstop"])
+		}
+	}
+	// A stretch that began inside the fault counts whole, even when its
+	// next success came after the load stopped.
 	stuck := []Op{{Kind: Deposit, Outcome: OK, Return: at(5700)}, {Kind: Deposit, Outcome: OK, Return: at(9000)}}
 	if un := Unavailability(stuck, faults[1:], at(7000)); un["sigstop"] != 3200*time.Millisecond {
 		t.Errorf("sigstop never recovered within the load: %s, want 3.2s", un["sigstop"])
