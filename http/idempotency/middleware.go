@@ -390,14 +390,15 @@ func (m *Middleware) releaseLoop(done chan struct{}) {
 			batch[k] = p
 		}
 		r.mu.Unlock()
-		now := time.Now()
 		for rkey, p := range batch {
-			if now.Before(p.until) {
+			if time.Now().Before(p.until) {
 				sctx, scancel := context.WithTimeout(ctx, m.cfg.StoreTimeout)
 				err := m.cfg.Store.Release(sctx, rkey, p.token)
 				scancel()
 				if err != nil {
-					continue // still down: next tick
+					// Still down: the others wait for the next tick rather
+					// than each waiting out a timeout in turn.
+					break
 				}
 			}
 			r.mu.Lock()
