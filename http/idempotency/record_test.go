@@ -34,7 +34,8 @@ func TestRecordEncoding(t *testing.T) {
 	if err != nil || rec.Fingerprint != "fp2" || rec.Response.Status != 200 || string(rec.Response.Body) != `{"v":3}` || rec.Response.Header["Etag"][0] != `"3"` {
 		t.Fatalf("JSON record: %+v, %v", rec, err)
 	}
-	for _, bad := range []string{"R|fp", "R|fp|20|0|", "R|fp|abc|0|", "R|fp|200|9|short", "R|fp|200|x|", "R|fp|200|4|noco", "R|fp|200"} {
+	for _, bad := range []string{"R|fp", "R|fp|20|0|", "R|fp|abc|0|", "R|fp|200|9|short", "R|fp|200|x|", "R|fp|200|4|noco", "R|fp|200",
+		"R|fp|200|5|a:bcdBODY", "R|fp|200|5|a:b\n\nX", "R|fp|+200|0|", "R|fp|0200|0|", "R|fp|200|-1|", "R|fp|200|04|a:b\n", "R|fp|200|3|:b\n"} {
 		if _, err := decodeRecord(bad); !errors.Is(err, ErrCorruptRecord) {
 			t.Errorf("%q decoded: %v", bad, err)
 		}

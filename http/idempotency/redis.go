@@ -263,18 +263,16 @@ func decodeResponse(s string) (*Response, error) {
 	}
 	code, err1 := strconv.Atoi(status)
 	hlen, err2 := strconv.Atoi(hlenText)
-	if err1 != nil || err2 != nil || code < 100 || code > 999 || hlen < 0 || hlen > len(rest) {
+	if err1 != nil || err2 != nil || !isDecimal(status) || !isDecimal(hlenText) || code < 100 || code > 999 ||
+		hlen > len(rest) || (hlen > 0 && rest[hlen-1] != '\n') {
 		return nil, ErrCorruptRecord
 	}
 	resp := &Response{Status: code}
 	if hlen > 0 {
 		resp.Header = map[string][]string{}
-		for line := range strings.SplitSeq(rest[:hlen], "\n") {
-			if line == "" {
-				continue
-			}
+		for line := range strings.SplitSeq(rest[:hlen-1], "\n") {
 			name, v, ok := strings.Cut(line, ":")
-			if !ok {
+			if !ok || name == "" {
 				return nil, ErrCorruptRecord
 			}
 			resp.Header[name] = append(resp.Header[name], v)
@@ -284,4 +282,18 @@ func decodeResponse(s string) (*Response, error) {
 		resp.Body = []byte(body)
 	}
 	return resp, nil
+}
+
+// isDecimal: digits only, no sign, no leading zero (as strconv.Itoa
+// writes them); Atoi alone takes "+200" and "0200".
+func isDecimal(s string) bool {
+	if s == "" || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
