@@ -183,11 +183,11 @@ func (g *grain) start(in *messages.StartSaga) error {
 	}
 	// With what Next decides on it (the first step's start), as a drive
 	// would record it right after.
-	return g.recordAll(func(s *messages.SagaState) []*messages.SagaEvent {
+	return g.recordAll(func(s *messages.SagaState, now time.Time) []*messages.SagaEvent {
 		if s.GetVersion() > 0 {
 			return nil
 		}
-		return g.records(s, &messages.SagaEvent{Event: &messages.SagaEvent_Started{Started: started}})
+		return g.records(s, &messages.SagaEvent{Event: &messages.SagaEvent_Started{Started: started}}, now)
 	})
 }
 
@@ -195,7 +195,7 @@ func (g *grain) start(in *messages.StartSaga) error {
 // refreshes the index. It decides on the journal's latest state, so two
 // activations driving one saga record each transition once.
 func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error {
-	return g.recordAll(func(s *messages.SagaState) []*messages.SagaEvent {
+	return g.recordAll(func(s *messages.SagaState, _ time.Time) []*messages.SagaEvent {
 		if ev := next(s); ev != nil {
 			return []*messages.SagaEvent{ev}
 		}
@@ -203,15 +203,15 @@ func (g *grain) record(next func(*messages.SagaState) *messages.SagaEvent) error
 	})
 }
 
-// recordAll is record for the events next(state) returns, appended
-// together (all or none) and indexed once.
-func (g *grain) recordAll(next func(*messages.SagaState) []*messages.SagaEvent) error {
+// recordAll is record for the events next(state, now) returns, stamped
+// with now, appended together (all or none) and indexed once.
+func (g *grain) recordAll(next func(*messages.SagaState, time.Time) []*messages.SagaEvent) error {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.StoreTimeout)
 	defer cancel()
 	now := g.cfg.Now()
 	var finished *messages.SagaFinished
 	_, err := g.host.Execute(ctx, "", func(s *messages.SagaState) ([]*messages.SagaEvent, error) {
-		evs := next(s) // again after a conflict: only the last decision is stored
+		evs := next(s, now) // again after a conflict: only the last decision is stored
 		finished = nil
 		for _, ev := range evs {
 			ev.OccurredAtUnixMs = now.UnixMilli()
@@ -292,12 +292,12 @@ func (g *grain) step(ctx actor.Context) {
 		case Record:
 			// Only onto the state it was decided on: another activation
 			// that moved the saga meanwhile is decided on afresh.
-			version, evs := s.GetVersion(), g.records(s, a.Event)
-			if err := g.recordAll(func(latest *messages.SagaState) []*messages.SagaEvent {
+			version, first := s.GetVersion(), a.Event
+			if err := g.recordAll(func(latest *messages.SagaState, now time.Time) []*messages.SagaEvent {
 				if latest.GetVersion() != version {
 					return nil
 				}
-				return evs
+				return g.records(latest, first, now)
 			}); err != nil {
 				g.cfg.Logger.Warn("saga paused; it resumes on the next request or sweep", "saga", g.id, "err", err)
 				g.endDrive(ctx, nil)
@@ -322,11 +322,10 @@ const maxRecords = 8
 // moment, so storing them together changes no outcome, only the round
 // trips (a transfer's six saga events take three appends instead of
 // six). Not past an Invoke: a step starts only once its start is stored.
-func (g *grain) records(s *messages.SagaState, first *messages.SagaEvent) []*messages.SagaEvent {
+func (g *grain) records(s *messages.SagaState, first *messages.SagaEvent, now time.Time) []*messages.SagaEvent {
 	evs := []*messages.SagaEvent{first}
-	now := g.cfg.Now()
 	for len(evs) < maxRecords {
-		// Stamped as recordAll will stamp them: Next may read the times.
+		// Stamped as recordAll stamps them: Next may read the times.
 		evs[len(evs)-1].OccurredAtUnixMs = now.UnixMilli()
 		s = g.codec.Apply(s, g.id, evs[len(evs)-1])
 		a := Next(g.def, s, now, g.cfg.Deadline, nil)
