@@ -66,6 +66,11 @@ func describeJSONError(err error) string {
 	}
 	var syntaxErr *json.SyntaxError
 	if errors.As(err, &syntaxErr) {
+		// json.Unmarshal's words for a second value, or anything else,
+		// after the first.
+		if strings.HasSuffix(syntaxErr.Error(), "after top-level value") {
+			return "body must hold exactly one JSON value"
+		}
 		return "malformed JSON: " + syntaxErr.Error()
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
