@@ -211,8 +211,11 @@ func run(ctx context.Context, s *side, w workload, clients int, warmup, window t
 		res.ServerCPUusPerOp = float64(used[0].Microseconds()) / float64(total.total)
 		res.RedisCPUusPerOp = float64(used[1].Microseconds()) / float64(total.total)
 	}
-	if p := <-probed; p.cmds[0] != nil && p.cmds[1] != nil {
+	p := <-probed
+	if p.cmds[0] != nil && p.cmds[1] != nil {
 		res.RedisCommands = commandsPerOp(p.cmds[0], p.cmds[1], total.total)
+	}
+	if p.pipes[0] != nil && p.pipes[1] != nil { // not since the node started
 		res.PipelineBatch = batchSizes(p.pipes[0], p.pipes[1])
 	}
 	return res

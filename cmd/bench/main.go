@@ -395,12 +395,15 @@ func runWorkloads(ctx context.Context, o options, res *results, sides []*side, a
 				wr.Rounds = append(wr.Rounds, r)
 				logf("%s %s round %d/%d: %.0f ops/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, cpu/op %.0f µs server + %.0f µs redis, errors %s",
 					w.name, s.name, round, o.rounds, r.OpsPerSec, r.P50ms, r.P99ms, r.P999ms, r.ServerCPUusPerOp, r.RedisCPUusPerOp, errorsText(r.Errors))
+				var parts []string
 				if len(r.RedisCommands) > 0 {
-					line := "redis per op: " + commandsText(r.RedisCommands)
-					if len(r.PipelineBatch) > 0 {
-						line += "; mean pipeline batch: " + batchText(r.PipelineBatch)
-					}
-					logf("%s %s round %d/%d: %s", w.name, s.name, round, o.rounds, line)
+					parts = append(parts, "redis per op: "+commandsText(r.RedisCommands))
+				}
+				if len(r.PipelineBatch) > 0 {
+					parts = append(parts, "mean pipeline batch: "+batchText(r.PipelineBatch))
+				}
+				if len(parts) > 0 {
+					logf("%s %s round %d/%d: %s", w.name, s.name, round, o.rounds, strings.Join(parts, "; "))
 				}
 			}
 		}
