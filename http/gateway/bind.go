@@ -73,8 +73,5 @@ func describeJSONError(err error) string {
 		}
 		return "malformed JSON: " + syntaxErr.Error()
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return "malformed JSON: unexpected end of body"
-	}
 	return "malformed JSON: " + err.Error()
 }
