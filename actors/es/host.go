@@ -151,6 +151,9 @@ const declineMargin = time.Second
 // command on an older view can apply it afterwards: every definite answer
 // agrees with the journal.
 func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadline time.Time, decide func(S) ([]E, error)) (Outcome[S], error) {
+	// A state this very call loads is as fresh as the version check a read
+	// makes (one more round trip on every activation's first call).
+	loadedNow := !h.loaded
 	if err := h.Load(ctx); err != nil {
 		h.log().ErrorContext(ctx, "activation failed", "err", err)
 		return Outcome[S]{}, messages.Fail(messages.CodeServiceUnavailable, "storage unavailable")
@@ -189,6 +192,9 @@ func (h *Host[S, E]) ExecuteBefore(ctx context.Context, commandID string, deadli
 			continue
 		}
 		if err != nil || len(events) == 0 {
+			if attempt == 0 && loadedNow {
+				return Outcome[S]{State: h.state}, err
+			}
 			// A read must not rest on a stale view: another activation
 			// (membership change) may have written since we loaded. One
 			// LLEN tells; catch up and decide again if so.

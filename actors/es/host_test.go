@@ -19,9 +19,23 @@ import (
 // and one batch append from several.
 type spyStore struct {
 	persistence.Store
-	mu      sync.Mutex
-	reads   []uint64 // afterVersion of each ReadStream
-	appends []int    // batch length of each Append
+	mu       sync.Mutex
+	reads    []uint64 // afterVersion of each ReadStream
+	appends  []int    // batch length of each Append
+	versions int      // StreamVersion calls
+}
+
+func (s *spyStore) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	s.mu.Lock()
+	s.versions++
+	s.mu.Unlock()
+	return s.Store.StreamVersion(ctx, stream)
+}
+
+func (s *spyStore) versionChecks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.versions
 }
 
 func (s *spyStore) ReadStream(ctx context.Context, stream string, after uint64, limit int) ([]persistence.Event, error) {
@@ -241,6 +255,27 @@ func TestReadFreshensAStaleHost(t *testing.T) {
 	}
 	if !slices.Equal(seen, []tally{{7, 1}, {8, 2}}) {
 		t.Fatalf("refusal decided on %v, want [{7 1} {8 2}]", seen)
+	}
+}
+
+// A read on a state loaded by that same call needs no version check: the
+// load read the journal a moment ago. Later reads check, as above.
+func TestReadRightAfterLoadChecksNoVersion(t *testing.T) {
+	store := newSpy(t)
+	a := NewHost(tallyCodec, testConfig(store), "x")
+	execute(t, a, "a1", inc("a1", 7))
+	b := NewHost(tallyCodec, testConfig(store), "x")
+	if out := execute(t, b, "", read); out.State != (tally{7, 1}) || store.versionChecks() != 0 {
+		t.Fatalf("first read = %+v after %d version checks, want {7 1} after none", out, store.versionChecks())
+	}
+	execute(t, a, "a2", inc("a2", 1))
+	if out := execute(t, b, "", read); out.State != (tally{8, 2}) || store.versionChecks() == 0 {
+		t.Fatalf("second read = %+v after no version check, want {8 2} after one or more", out)
+	}
+	checks := store.versionChecks()
+	b.Invalidate()
+	if out := execute(t, b, "", read); out.State != (tally{8, 2}) || store.versionChecks() != checks {
+		t.Fatalf("read after Invalidate = %+v after %d more version checks, want {8 2} after none", out, store.versionChecks()-checks)
 	}
 }
 
