@@ -14,6 +14,7 @@ import (
 	"granary/actors/es"
 	"granary/internal/tracing"
 	"granary/messages"
+	"granary/persistence"
 )
 
 // Props are the props of a saga kind.
@@ -51,7 +52,15 @@ type grain struct {
 	// its steps' calls continue it (a drive woken by a reminder continues
 	// the last one seen by this activation, or none).
 	traceparent string
+	// indexed is the record this activation last wrote to the saga index,
+	// at indexedAt (see reindex).
+	indexed   persistence.SagaRecord
+	indexedAt time.Time
 }
+
+// indexRefresh is how stale a running saga's updated_at may be in the
+// index while its status stays the same (see reindex).
+const indexRefresh = time.Second
 
 // maxWaiters bounds the callers one saga holds answers for; more are
 // answered at once with the saga as it is (202 at the gateway).
@@ -160,8 +169,8 @@ func (g *grain) start(in *messages.StartSaga) error {
 	defer cancel()
 	rec := record(&messages.SagaState{Kind: g.def.Kind, Id: g.id, Status: StatusStarted,
 		StartedAtUnixMs: now.UnixMilli(), UpdatedAtUnixMs: now.UnixMilli()})
-	if err := g.cfg.Store.PutSaga(ctx, rec); err != nil {
-		return fmt.Errorf("index saga %s: %w", g.id, err)
+	if err := g.index(ctx, rec, now); err != nil {
+		return err
 	}
 	started := &messages.SagaStarted{Kind: g.def.Kind, DeadlineUnixMs: now.Add(g.cfg.Deadline).UnixMilli(),
 		Order: in.GetOrder(), Transfer: in.GetTransfer()}
@@ -177,8 +186,8 @@ func (g *grain) start(in *messages.StartSaga) error {
 		if err := g.cfg.Reminders.Schedule(ctx, g.def.Kind, g.id, time.UnixMilli(at)); err != nil {
 			return messages.Fail(messages.CodeServiceUnavailable, "the %s's timer could not be set; retry", g.def.Kind)
 		}
-		if err := g.cfg.Store.PutSaga(ctx, rec); err != nil {
-			return fmt.Errorf("index saga %s: %w", g.id, err)
+		if err := g.index(ctx, rec, now); err != nil {
+			return err
 		}
 	}
 	// With what Next decides on it (the first step's start), as a drive
@@ -231,11 +240,37 @@ func (g *grain) recordAll(next func(*messages.SagaState, time.Time) []*messages.
 		g.cfg.Outcomes.SagaFinished(strings.TrimSuffix(s.GetKind(), "_saga"), finished.GetStatus(),
 			now.Sub(time.UnixMilli(s.GetStartedAtUnixMs())))
 	}
-	if err := g.cfg.Store.PutSaga(ctx, record(g.host.State())); err != nil {
-		// The journal is the truth; the sweep rewrites the index later.
-		g.cfg.Logger.Warn("saga index not updated", "saga", g.id, "err", err)
+	if rec := record(g.host.State()); g.reindex(rec, now) {
+		if err := g.index(ctx, rec, now); err != nil {
+			// The journal is the truth; the sweep rewrites the index later.
+			g.cfg.Logger.Warn("saga index not updated", "saga", g.id, "err", err)
+		}
 	}
 	return nil
+}
+
+// index writes rec to the saga index and remembers it.
+func (g *grain) index(ctx context.Context, rec persistence.SagaRecord, now time.Time) error {
+	if err := g.cfg.Store.PutSaga(ctx, rec); err != nil {
+		return fmt.Errorf("index saga %s: %w", g.id, err)
+	}
+	g.indexed, g.indexedAt = rec, now
+	return nil
+}
+
+// reindex reports whether the index needs rec: unless it holds the same
+// status and failed step, written by this activation within
+// indexRefresh. A saga's record changed at every step, which cost a
+// transfer four index writes where two tell the same (its start and its
+// end); statuses only move forward, so no other activation can have
+// written another status meanwhile that this write would have corrected.
+// A running saga's updated_at in the index thus lags by up to
+// indexRefresh, and the sweep (whose grace is far longer) still sees it
+// as at work.
+func (g *grain) reindex(rec persistence.SagaRecord, now time.Time) bool {
+	last := g.indexed
+	return rec.Kind != last.Kind || rec.ID != last.ID || rec.Status != last.Status || rec.FailedStep != last.FailedStep ||
+		now.Sub(g.indexedAt) >= indexRefresh
 }
 
 // join makes the caller wait for the drive's end (starting one if none

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,6 +341,20 @@ type appendLog struct {
 	persistence.Store
 	mu      sync.Mutex
 	appends map[string][][]string
+	puts    map[string][]string // saga id: the statuses indexed, in order
+}
+
+func (l *appendLog) PutSaga(ctx context.Context, r persistence.SagaRecord) error {
+	err := l.Store.PutSaga(ctx, r)
+	if err == nil {
+		l.mu.Lock()
+		if l.puts == nil {
+			l.puts = map[string][]string{}
+		}
+		l.puts[r.ID] = append(l.puts[r.ID], r.Status)
+		l.mu.Unlock()
+	}
+	return err
 }
 
 func (l *appendLog) Append(ctx context.Context, stream string, expected uint64, events []persistence.EventData, opts ...persistence.AppendOption) (persistence.AppendResult, error) {
@@ -374,6 +389,41 @@ func TestSagaRecordsConsecutiveDecisionsTogether(t *testing.T) {
 	} {
 		if got := fmt.Sprint(log.appends[saga.Stream(saga.TransferKind)(id)]); got != want {
 			t.Errorf("appends of %s: %s, want %s", id, got, want)
+		}
+	}
+}
+
+// The saga index is written when a saga's status changes, not at every
+// step: a transfer's start and end (two writes where there were four).
+// The clock moves a microsecond a call, so no write is due to age.
+func TestSagaIndexIsWrittenOnStatusChanges(t *testing.T) {
+	log := &appendLog{Store: memory.New(4), appends: map[string][][]string{}}
+	var ticks atomic.Int64
+	base := time.Now()
+	e := newEnv(t, testkit.WithStore(log), testkit.WithGrainConfig(func(g *account.GrainConfig) {
+		g.Now = func() time.Time { return base.Add(time.Duration(ticks.Add(1)) * time.Microsecond) }
+	}))
+	a, b := e.open("I-A", 1000), e.open("I-B", 0)
+	expect(t, e.transfer("t-indexed", a, b, 300), "completed", "", "", "withdraw=completed() deposit=completed() ")
+	expect(t, e.transfer("t-refused", a, b, 5000), "compensated", "withdraw", "insufficient funds",
+		"withdraw=failed(insufficient funds) deposit=pending() ")
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	for id, want := range map[string]string{
+		"t-indexed": "[started completed]",
+		"t-refused": "[started compensated]",
+	} {
+		if got := fmt.Sprint(log.puts[id]); got != want {
+			t.Errorf("index writes of %s: %s, want %s", id, got, want)
+		}
+	}
+	recs, _, err := log.ListSagas(context.Background(), persistence.SagaFilter{Limit: 10})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("listed %v, %v; want the two sagas", recs, err)
+	}
+	for _, r := range recs {
+		if r.Status != map[string]string{"t-indexed": "completed", "t-refused": "compensated"}[r.ID] {
+			t.Errorf("indexed %s as %s", r.ID, r.Status)
 		}
 	}
 }
