@@ -55,7 +55,7 @@ func apply(steps []string) func(s *messages.SagaState, id string, ev *messages.S
 		if s == nil {
 			s = &messages.SagaState{}
 		} else {
-			s = proto.Clone(s).(*messages.SagaState)
+			s = cloneState(s)
 		}
 		at := ev.GetOccurredAtUnixMs()
 		step := func(name string) *messages.SagaStep {
@@ -103,6 +103,38 @@ func apply(steps []string) func(s *messages.SagaState, id string, ev *messages.S
 		s.UpdatedAtUnixMs = at
 		s.Version++
 		return s
+	}
+}
+
+// cloneState copies s for apply, which changes the copy so that a state
+// once handed out (a reply, a decision of a batch) never changes under its
+// holder. By hand: proto.Clone's reflection took a transfer ~5 KB of its
+// allocations (make bench, allocs profile). The inputs (Order, Transfer)
+// are shared, as nothing changes them once the saga started.
+// TestCloneStateCopiesEveryField fails on a field added to SagaState or
+// SagaStep but not here.
+func cloneState(s *messages.SagaState) *messages.SagaState {
+	c := &messages.SagaState{Kind: s.Kind, Id: s.Id, Status: s.Status, FailedStep: s.FailedStep, Error: s.Error,
+		StartedAtUnixMs: s.StartedAtUnixMs, UpdatedAtUnixMs: s.UpdatedAtUnixMs, DeadlineUnixMs: s.DeadlineUnixMs,
+		Order: s.Order, Transfer: s.Transfer, Version: s.Version, UndoUnknown: slices.Clone(s.UndoUnknown),
+		ExecuteAtUnixMs: s.ExecuteAtUnixMs}
+	if s.Steps != nil {
+		c.Steps = make([]*messages.SagaStep, len(s.Steps))
+		for i, st := range s.Steps {
+			c.Steps[i] = &messages.SagaStep{Name: st.Name, Status: st.Status, Error: st.Error,
+				StartedAtUnixMs: st.StartedAtUnixMs, UpdatedAtUnixMs: st.UpdatedAtUnixMs}
+			keepUnknown(c.Steps[i], st)
+		}
+	}
+	keepUnknown(c, s)
+	return c
+}
+
+// keepUnknown carries the fields of a newer version (read from its
+// snapshot) over to a copy, as proto.Clone did.
+func keepUnknown(dst, src proto.Message) {
+	if u := src.ProtoReflect().GetUnknown(); len(u) > 0 {
+		dst.ProtoReflect().SetUnknown(slices.Clone(u))
 	}
 }
 
