@@ -218,15 +218,27 @@ func (g *Gateway) accountRequest(c echo.Context) (*messages.AccountRequest, erro
 // Idempotency-Key it is derived from the caller, route and key, so a client
 // retry of the same command lands on the same id.
 func commandID(c echo.Context, subject string) (string, error) {
-	key := c.Request().Header.Get(headerIdempotencyKey)
-	if key == "" {
+	sum, keyed, err := keyedSum(c, subject)
+	switch {
+	case err != nil:
+		return "", err
+	case !keyed:
 		return randomHex(16), nil
 	}
-	if len(key) > maxIdempotencyKeyLen {
-		return "", messages.Fail(messages.CodeValidationFailed, "Idempotency-Key: at most %d characters", maxIdempotencyKeyLen)
-	}
-	sum := sha256.Sum256([]byte(subject + "\x00" + c.Request().Method + "\x00" + c.Request().URL.Path + "\x00" + key))
 	return "idem-" + hex.EncodeToString(sum[:16]), nil
+}
+
+// keyedSum is a hash of the caller, route and Idempotency-Key of c, when
+// it has one (keyed).
+func keyedSum(c echo.Context, subject string) (sum [sha256.Size]byte, keyed bool, err error) {
+	key := c.Request().Header.Get(headerIdempotencyKey)
+	if key == "" {
+		return sum, false, nil
+	}
+	if len(key) > maxIdempotencyKeyLen {
+		return sum, false, messages.Fail(messages.CodeValidationFailed, "Idempotency-Key: at most %d characters", maxIdempotencyKeyLen)
+	}
+	return sha256.Sum256([]byte(subject + "\x00" + c.Request().Method + "\x00" + c.Request().URL.Path + "\x00" + key)), true, nil
 }
 
 // ifMatch parses If-Match: "<version>" (a strong ETag of the version). "*"

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/hex"
 	"net/http"
 	"regexp"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"granary/cluster/grains"
+	"granary/http/idempotency"
 	"granary/http/problem"
 	"granary/messages"
 	"granary/persistence"
@@ -161,7 +163,6 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	if err := g.bindJSON(c, &b); err != nil {
 		return err
 	}
-	id := "tr_" + randomHex(12)
 	switch {
 	case b.TransferID != nil && !idPattern.MatchString(*b.TransferID):
 		return messages.Fail(messages.CodeValidationFailed, "transfer_id: must match %s", idPattern)
@@ -178,8 +179,11 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	id, derived, err := sagaID(c, "tr_", b.TransferID)
+	if err != nil {
+		return err
+	}
 	if b.TransferID != nil {
-		id = *b.TransferID
 		if existing, err := getSaga(g, c, g.transfers, id); err == nil {
 			if err := g.mayActOnTransfer(c, existing); err != nil {
 				return err
@@ -205,7 +209,40 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	if err := g.mayActOnTransfer(c, s); err != nil {
 		return err // the id was taken by someone else's transfer meanwhile
 	}
+	if t := s.GetTransfer(); derived && (t.GetFromAccount() != *b.FromAccount || t.GetToAccount() != *b.ToAccount ||
+		t.GetAmount() != *b.Amount || t.GetExecuteAtUnixMs() != at) {
+		return keyReused()
+	}
 	return renderSaga(c, s, "transfer", renderTransfer(s), "/api/v1/transfers/"+id)
+}
+
+// sagaID names the saga a create request starts: the client's id when it
+// gives one. Else, with an Idempotency-Key, one derived from the caller,
+// route and key: a retry that the idempotency record cannot answer (the
+// first answer was a 202 or a 5xx, which it does not keep, or the first
+// attempt's gateway died before keeping it) then finds the saga the
+// first attempt started, where a random id started a second one and
+// moved the money twice. derived reports that case: the caller must check
+// that the saga it finds was started by the same request.
+func sagaID(c echo.Context, prefix string, given *string) (id string, derived bool, err error) {
+	if given != nil {
+		return *given, false, nil
+	}
+	sum, keyed, err := keyedSum(c, principal(c).Subject)
+	switch {
+	case err != nil:
+		return "", false, err
+	case !keyed:
+		return prefix + randomHex(12), false, nil
+	}
+	return prefix + hex.EncodeToString(sum[:12]), true, nil
+}
+
+// keyReused is the answer to a request whose Idempotency-Key names a saga
+// another request started.
+func keyReused() error {
+	return messages.Fail(messages.CodeIdempotencyReused, "%s was already used for another request (different path or body); use a new key",
+		idempotency.HeaderKey)
 }
 
 func (g *Gateway) sagaTimeout() time.Duration {
@@ -284,9 +321,9 @@ func (g *Gateway) createOrder(c echo.Context) error {
 	case b.PaymentID != nil && !idPattern.MatchString(*b.PaymentID):
 		return messages.Fail(messages.CodeValidationFailed, "payment_id: must match %s", idPattern)
 	}
-	id := "ord_" + randomHex(12)
-	if b.OrderID != nil {
-		id = *b.OrderID
+	id, derived, err := sagaID(c, "ord_", b.OrderID)
+	if err != nil {
+		return err
 	}
 	// Minted on every request, but only the first start of this order
 	// records it: a re-post of the order id returns the saga as started,
@@ -304,6 +341,10 @@ func (g *Gateway) createOrder(c echo.Context) error {
 	}
 	if err := mayActOnOrder(c, s); err != nil {
 		return err // an existing order of someone else's
+	}
+	if o := s.GetOrder(); derived && (o.GetProductId() != *b.ProductID || o.GetQuantity() != *b.Quantity || o.GetAmount() != *b.Amount ||
+		(b.PaymentID != nil && o.GetPaymentId() != *b.PaymentID)) {
+		return keyReused()
 	}
 	return renderSaga(c, s, "order", renderOrder(s), "/api/v1/orders/"+id)
 }

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -274,5 +275,65 @@ func TestSagaListPages(t *testing.T) {
 	h.do("GET", "/api/v1/sagas?kind=transfer,transfer&limit=3&cursor="+cur, admin, "").decode(t, &again)
 	if len(again.Sagas) != 3 || again.Sagas[0].ID != "pg-3" {
 		t.Fatalf("second page again: %+v", again)
+	}
+}
+
+// forgetIdempotencyRecords drops every kept answer, as when a first
+// attempt's gateway died before keeping its answer and the claim lapsed.
+func (h *harness) forgetIdempotencyRecords(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := h.redis.Keys(ctx, h.prefix+":idempotency:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("idempotency records: %v, %v", keys, err)
+	}
+	if err := h.redis.Del(ctx, keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A keyed order or transfer without its own id is named after the key:
+// a retry that finds no kept answer finds the saga its first attempt
+// started, so it runs once; the same key with another body is refused.
+func TestKeyedSagaRetriedWithoutItsRecordRunsOnce(t *testing.T) {
+	h := newHarness(t)
+	admin, alice := token(t, "root", "admin"), token(t, "alice")
+	h.do("PUT", "/api/v1/inventory/product_9", admin, `{"available":10}`).decodeStatus(t, http.StatusOK, &map[string]any{})
+	a, b := h.open(alice, "KS-A", 1000), h.open(alice, "KS-B", 0)
+	order := `{"product_id":"product_9","quantity":2,"amount":500}`
+	transfer := fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":300}`, a.ID, b.ID)
+
+	var o1, o2 orderBody
+	h.do("POST", "/api/v1/orders", alice, order, "Idempotency-Key", "ks-1").decodeStatus(t, http.StatusCreated, &o1)
+	var t1, t2 transferBody
+	h.do("POST", "/api/v1/transfers", alice, transfer, "Idempotency-Key", "ks-2").decodeStatus(t, http.StatusCreated, &t1)
+	h.forgetIdempotencyRecords(t)
+	h.do("POST", "/api/v1/orders", alice, order, "Idempotency-Key", "ks-1").decodeStatus(t, http.StatusCreated, &o2)
+	h.do("POST", "/api/v1/transfers", alice, transfer, "Idempotency-Key", "ks-2").decodeStatus(t, http.StatusCreated, &t2)
+	if o2.OrderID != o1.OrderID || o2.PaymentID != o1.PaymentID || t2.TransferID != t1.TransferID {
+		t.Fatalf("retries started new sagas: order %s then %s, transfer %s then %s", o1.OrderID, o2.OrderID, t1.TransferID, t2.TransferID)
+	}
+	var inv struct {
+		ProductID string `json:"product_id"`
+		Available int64  `json:"available"`
+	}
+	h.do("GET", "/api/v1/inventory/product_9", alice, "").decodeStatus(t, http.StatusOK, &inv)
+	if inv.Available != 8 {
+		t.Fatalf("inventory after one order of 2, retried: %d, want 8", inv.Available)
+	}
+	if got := h.do("GET", "/api/v1/accounts/"+b.ID, alice, "").account(t, http.StatusOK); got.Balance != 300 {
+		t.Fatalf("target after one transfer of 300, retried: balance %d", got.Balance)
+	}
+	h.forgetIdempotencyRecords(t)
+	h.do("POST", "/api/v1/orders", alice, `{"product_id":"product_9","quantity":3,"amount":500}`, "Idempotency-Key", "ks-1").
+		problem(t, http.StatusConflict, "idempotency_key_reused")
+	h.do("POST", "/api/v1/transfers", alice, fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":301}`, a.ID, b.ID), "Idempotency-Key", "ks-2").
+		problem(t, http.StatusConflict, "idempotency_key_reused")
+	// Without a key every request is its own saga.
+	var o3, o4 orderBody
+	h.do("POST", "/api/v1/orders", alice, order).decodeStatus(t, http.StatusCreated, &o3)
+	h.do("POST", "/api/v1/orders", alice, order).decodeStatus(t, http.StatusCreated, &o4)
+	if o3.OrderID == o4.OrderID || o3.OrderID == o1.OrderID {
+		t.Fatalf("unkeyed orders share an id: %s, %s (keyed: %s)", o3.OrderID, o4.OrderID, o1.OrderID)
 	}
 }

@@ -114,3 +114,47 @@ func TestScheduledTransferRefusesBadTimes(t *testing.T) {
 		t.Fatalf("a refused transfer moved money: %+v", got)
 	}
 }
+
+// A keyed transfer without a transfer_id is answered 202 while scheduled,
+// an answer the idempotency record does not keep (it is not final). Its
+// retry, same key and body, must find that transfer, not schedule a
+// second one: the money moves once.
+func TestKeyedScheduledTransferRetriedMovesMoneyOnce(t *testing.T) {
+	h := newHarness(t)
+	alice := token(t, "alice")
+	a := h.open(alice, "SCHK-A", 1000)
+	b := h.open(alice, "SCHK-B", 0)
+	body := fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":300,"execute_at":%q}`, a.ID, b.ID, at(1500*time.Millisecond))
+	var first, again transferBody
+	h.do("POST", "/api/v1/transfers", alice, body, "Idempotency-Key", "sched-1").decodeStatus(t, http.StatusAccepted, &first)
+	h.do("POST", "/api/v1/transfers", alice, body, "Idempotency-Key", "sched-1").decodeStatus(t, http.StatusAccepted, &again)
+	if again.TransferID != first.TransferID {
+		t.Fatalf("the retry scheduled transfer %s beside the first, %s", again.TransferID, first.TransferID)
+	}
+	// Another key is another transfer.
+	var other transferBody
+	h.do("POST", "/api/v1/transfers", alice, body, "Idempotency-Key", "sched-2").decodeStatus(t, http.StatusAccepted, &other)
+	if other.TransferID == first.TransferID {
+		t.Fatalf("another key got the same transfer %s", other.TransferID)
+	}
+	// The same key for another request is refused, not answered with the
+	// first transfer.
+	changed := fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":301,"execute_at":%q}`, a.ID, b.ID, at(time.Hour))
+	h.do("POST", "/api/v1/transfers", alice, changed, "Idempotency-Key", "sched-1").problem(t, http.StatusConflict, "idempotency_key_reused")
+	// Another caller's same key is their own.
+	bob := token(t, "bob")
+	h.do("POST", "/api/v1/transfers", bob, body, "Idempotency-Key", "sched-1").problem(t, http.StatusForbidden, "forbidden")
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		for _, id := range []string{first.TransferID, other.TransferID} {
+			var tr transferBody
+			h.do("GET", "/api/v1/transfers/"+id, alice, "").decodeStatus(t, http.StatusOK, &tr)
+			if tr.Status != "completed" {
+				return fmt.Errorf("%s is %s", id, tr.Status)
+			}
+		}
+		return nil
+	})
+	if got := h.do("GET", "/api/v1/accounts/"+b.ID, alice, "").account(t, http.StatusOK); got.Balance != 600 {
+		t.Fatalf("target after two keys' transfers of 300: balance %d, want 600", got.Balance)
+	}
+}
