@@ -300,15 +300,18 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 	h.recent = recentCommands{limit: int32(h.cfg.RecentCommands)}
 	h.ForgetLastBatch()
 	stream := h.codec.Stream(h.id)
-	snap, ok, err := h.cfg.Store.LoadSnapshot(ctx, stream)
+	// The snapshot and the events after it in one round trip.
+	snap, ok, tail, err := persistence.LoadStream(ctx, h.cfg.Store, stream, replayBatch)
 	if err != nil {
-		return fmt.Errorf("load snapshot %s: %w", stream, err)
+		return fmt.Errorf("load %s: %w", stream, err)
 	}
+	more := len(tail) == replayBatch // may be followed by more
 	if ok {
 		s, recent, err := h.codec.DecodeSnapshot(snap.Data)
 		if err != nil || h.codec.Version(s) != snap.Version {
 			// A snapshot is only a shortcut: replay everything instead.
 			h.log().WarnContext(ctx, "ignoring unreadable snapshot", "version", snap.Version, "err", err)
+			tail, more = nil, true
 		} else {
 			h.state = s
 			for _, id := range recent {
@@ -317,8 +320,13 @@ func (h *Host[S, E]) Load(ctx context.Context) error {
 		}
 	}
 	from := h.codec.Version(h.state)
-	if err := h.replay(ctx); err != nil {
+	if err := h.applyAll(stream, tail); err != nil {
 		return err
+	}
+	if more {
+		if err := h.replay(ctx); err != nil {
+			return err
+		}
 	}
 	h.loaded = true
 	// A long replay means no snapshot was near (written before snapshots
@@ -484,19 +492,28 @@ func (h *Host[S, E]) replay(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("replay %s after %d: %w", stream, v, err)
 		}
-		for _, e := range events {
-			if e.Version != h.codec.Version(h.state)+1 {
-				return fmt.Errorf("replay %s: event version %d after %d: %w", stream, e.Version, h.codec.Version(h.state), persistence.ErrCorrupt)
-			}
-			ev, err := h.codec.Decode(e)
-			if err != nil {
-				return err
-			}
-			h.state = h.codec.Apply(h.state, h.id, ev)
-			h.recent.Add(h.codec.CommandID(ev))
+		if err := h.applyAll(stream, events); err != nil {
+			return err
 		}
 		if len(events) < replayBatch {
 			return nil
 		}
 	}
+}
+
+// applyAll applies events, which must follow the state's version one by
+// one.
+func (h *Host[S, E]) applyAll(stream string, events []persistence.Event) error {
+	for _, e := range events {
+		if e.Version != h.codec.Version(h.state)+1 {
+			return fmt.Errorf("replay %s: event version %d after %d: %w", stream, e.Version, h.codec.Version(h.state), persistence.ErrCorrupt)
+		}
+		ev, err := h.codec.Decode(e)
+		if err != nil {
+			return err
+		}
+		h.state = h.codec.Apply(h.state, h.id, ev)
+		h.recent.Add(h.codec.CommandID(ev))
+	}
+	return nil
 }

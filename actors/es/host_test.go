@@ -3,9 +3,11 @@ package es
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -470,5 +472,68 @@ func TestBatchConflictCatchesUpAndRetriesAll(t *testing.T) {
 	}
 	if got := journal(t, store, "b"); !slices.Equal(got, []string{"o1"}) {
 		t.Fatalf("journal = %v, want only [o1]", got)
+	}
+}
+
+// loaderSpy is a store with its own LoadStream, which it counts.
+type loaderSpy struct {
+	*spyStore
+	loads atomic.Int32
+}
+
+func (l *loaderSpy) LoadStream(ctx context.Context, stream string, limit int) (persistence.Snapshot, bool, []persistence.Event, error) {
+	l.loads.Add(1)
+	snap, ok, err := l.Store.LoadSnapshot(ctx, stream)
+	if err != nil {
+		return snap, ok, nil, err
+	}
+	evs, err := l.Store.ReadStream(ctx, stream, snap.Version, limit)
+	return snap, ok, evs, err
+}
+
+// A store that reads the snapshot and its tail in one call (Redis: one
+// round trip) is asked once per activation; ReadStream only for what a
+// long tail holds beyond one batch, and a snapshot that does not decode.
+func TestLoadIsOneCallOnAStreamLoader(t *testing.T) {
+	spy := newSpy(t)
+	store := &loaderSpy{spyStore: spy}
+	writer := NewHost(tallyCodec, testConfig(spy), "l")
+	for i := range 5 {
+		execute(t, writer, fmt.Sprint("c", i), inc(fmt.Sprint("c", i), 1))
+	}
+	spy.forget()
+	h := NewHost(tallyCodec, testConfig(store), "l")
+	if out := execute(t, h, "", read); out.State != (tally{5, 5}) {
+		t.Fatalf("loaded %+v, want {5 5}", out.State)
+	}
+	if reads, _ := spy.recorded(); store.loads.Load() != 1 || len(reads) != 0 || spy.versionChecks() != 0 {
+		t.Fatalf("activation: %d LoadStream, ReadStream after %v, %d version checks; want one LoadStream and nothing else",
+			store.loads.Load(), reads, spy.versionChecks())
+	}
+
+	// A tail of more than one batch is read on with ReadStream.
+	long := make([]persistence.EventData, replayBatch+10)
+	for i := range long {
+		data, err := tallyCodec.Encode(incremented(fmt.Sprint("b", i), 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		long[i] = data
+	}
+	if _, err := spy.Append(context.Background(), tallyCodec.Stream("l"), 5, long); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := spy.LoadSnapshot(context.Background(), tallyCodec.Stream("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy.forget()
+	h = NewHost(tallyCodec, testConfig(store), "l")
+	if out := execute(t, h, "", read); out.State != (tally{int64(5 + len(long)), uint64(5 + len(long))}) {
+		t.Fatalf("loaded %+v after a long tail", out.State)
+	}
+	if reads, _ := spy.recorded(); store.loads.Load() != 2 || len(reads) != 1 || reads[0] != snap.Version+replayBatch {
+		t.Fatalf("long tail: %d LoadStream in all, ReadStream after %v; want a second LoadStream, then one read after %d",
+			store.loads.Load(), reads, snap.Version+replayBatch)
 	}
 }

@@ -32,6 +32,8 @@ type gatedStore struct {
 	downUntil atomic.Int64 // unix nanoseconds; 0 = up
 }
 
+var _ persistence.StreamLoader = (*gatedStore)(nil)
+
 func newGatedStore(s persistence.Store) *gatedStore {
 	return &gatedStore{Store: s, now: time.Now}
 }
@@ -89,6 +91,16 @@ func (g *gatedStore) SaveSnapshot(ctx context.Context, stream string, snap persi
 		return fmt.Errorf("save snapshot %s: %w", stream, err)
 	}
 	return g.leave(g.Store.SaveSnapshot(ctx, stream, snap))
+}
+
+// LoadStream implements persistence.StreamLoader: the activation's one
+// round trip stays one through the gate.
+func (g *gatedStore) LoadStream(ctx context.Context, stream string, limit int) (persistence.Snapshot, bool, []persistence.Event, error) {
+	if err := g.enter(); err != nil {
+		return persistence.Snapshot{}, false, nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	s, ok, evs, err := persistence.LoadStream(ctx, g.Store, stream, limit)
+	return s, ok, evs, g.leave(err)
 }
 
 func (g *gatedStore) LoadSnapshot(ctx context.Context, stream string) (persistence.Snapshot, bool, error) {

@@ -15,7 +15,10 @@ import (
 	"granary/persistence"
 )
 
-var _ persistence.Store = (*Store)(nil)
+var (
+	_ persistence.Store        = (*Store)(nil)
+	_ persistence.StreamLoader = (*Store)(nil)
+)
 
 // Results of an append, as labelled.
 const (
@@ -74,4 +77,10 @@ func (s *Store) Append(ctx context.Context, stream string, expectedVersion uint6
 	}
 	s.appendSeconds.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	return res, err
+}
+
+// LoadStream implements persistence.StreamLoader with what it wraps, which
+// an embedded Store would hide.
+func (s *Store) LoadStream(ctx context.Context, stream string, limit int) (persistence.Snapshot, bool, []persistence.Event, error) {
+	return persistence.LoadStream(ctx, s.Store, stream, limit)
 }

@@ -3,6 +3,7 @@ package journaltest
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 
 	"granary/persistence"
@@ -12,6 +13,7 @@ func snapshotCases() []suiteCase {
 	return []suiteCase{
 		{"SnapshotSaveLoad", 2, testSnapshotSaveLoad},
 		{"SnapshotPlusTailEqualsReplay", 2, testSnapshotReplay},
+		{"LoadStreamIsSnapshotThenTail", 2, testLoadStream},
 	}
 }
 
@@ -134,5 +136,55 @@ func testSnapshotReplay(t *testing.T, s persistence.Store) {
 	restored.apply(t, mustReadStream(t, s, stream, snap.Version, 0))
 	if restored != full || full.n != version {
 		t.Fatalf("snapshot+tail = %+v, full replay = %+v (version %d)", restored, full, version)
+	}
+}
+
+// LoadStream (the store's own, or LoadSnapshot then ReadStream) answers
+// exactly what those two calls would, for every limit, with and without a
+// snapshot, for streams longer than any one reply.
+func testLoadStream(t *testing.T, s persistence.Store) {
+	mustAppend(t, s, "plain", 0, batch("plain", 0, 5))
+	mustAppend(t, s, "snapped", 0, batch("snapped", 0, 9))
+	mustSave(t, s, "snapped", 4, "state@4")
+	mustAppend(t, s, "long", 0, batch("long", 0, 2500))
+	mustSave(t, s, "long", 100, "state@100")
+	mustAppend(t, s, "atsnap", 0, batch("atsnap", 0, 3))
+	mustSave(t, s, "atsnap", 3, "state@3")
+	versions := func(evs []persistence.Event) string {
+		out := ""
+		for _, e := range evs {
+			out += fmt.Sprintf("%d:%s ", e.Version, e.Data)
+		}
+		return out
+	}
+	for _, stream := range []string{"plain", "snapped", "long", "atsnap", "none"} {
+		for _, limit := range []int{0, 1, 3, 1000, 2399, 2400, 5000} {
+			snap, ok, evs, err := persistence.LoadStream(ctx(t), s, stream, limit)
+			if err != nil {
+				t.Fatalf("LoadStream(%s, %d): %v", stream, limit, err)
+			}
+			wantSnap, wantOK, err := s.LoadSnapshot(ctx(t), stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := mustReadStream(t, s, stream, wantSnap.Version, limit)
+			if ok != wantOK || snap.Version != wantSnap.Version || string(snap.Data) != string(wantSnap.Data) {
+				t.Fatalf("LoadStream(%s, %d) snapshot %v %d %q, want %v %d %q", stream, limit, ok, snap.Version, snap.Data,
+					wantOK, wantSnap.Version, wantSnap.Data)
+			}
+			if got, w := versions(evs), versions(want); got != w || len(evs) != len(want) {
+				t.Fatalf("LoadStream(%s, %d): %d events, want %d (%.80s… vs %.80s…)", stream, limit, len(evs), len(want), got, w)
+			}
+			for i, e := range evs {
+				w := want[i]
+				if e.Stream != w.Stream || e.Version != w.Version || e.Partition != w.Partition || e.Position != w.Position ||
+					e.Type != w.Type || string(e.Data) != string(w.Data) || !e.OccurredAt.Equal(w.OccurredAt) {
+					t.Fatalf("LoadStream(%s, %d) event %d = %+v, want %+v", stream, limit, i, e, w)
+				}
+			}
+		}
+	}
+	if _, _, _, err := persistence.LoadStream(ctx(t), s, "", 0); !errors.Is(err, persistence.ErrInvalid) {
+		t.Fatalf("LoadStream of an empty name: %v, want ErrInvalid", err)
 	}
 }

@@ -202,21 +202,8 @@ func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint
 		if !ok || total < 0 {
 			return fail(corrupt(streamKey, fmt.Errorf("script returned stream version %v", reply[0])))
 		}
-		for i := 1; i < len(reply); i += 2 {
-			next++
-			pos, err := parseCount(reply[i])
-			if err != nil || pos <= lastPos {
-				return fail(corrupt(streamKey, fmt.Errorf("version %d: bad position %q", next, truncate(fmt.Sprint(reply[i])))))
-			}
-			lastPos = pos
-			ev, err := decodeReply(reply[i+1])
-			if err != nil {
-				return fail(corrupt(evKey, fmt.Errorf("position %d (version %d of %s): %w", pos, next, stream, err)))
-			}
-			if ev.stream != stream || ev.version != next {
-				return fail(corrupt(evKey, fmt.Errorf("position %d holds %s@%d, want %s@%d", pos, ev.stream, ev.version, stream, next)))
-			}
-			out = append(out, event(ev, p, pos))
+		if out, err = streamChunk(stream, p, streamKey, evKey, reply[1:], &next, &lastPos, out); err != nil {
+			return fail(err)
 		}
 		if next >= uint64(total) {
 			return out, nil
@@ -226,6 +213,88 @@ func (s *Store) ReadStream(ctx context.Context, stream string, afterVersion uint
 			return fail(fmt.Errorf("no progress reading after version %d of %d", next, total))
 		}
 	}
+}
+
+// streamChunk checks and decodes the (position, body) pairs of one reply
+// of read_stream.lua or load_stream.lua, the events after version *next,
+// and appends them to out. Every entry is checked against where it was
+// found: its position must exist and increase past *lastPos, its body must
+// name stream and the version its place in the list implies.
+func streamChunk(stream string, p int, streamKey, evKey string, pairs []any, next, lastPos *uint64, out []persistence.Event) ([]persistence.Event, error) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		*next++
+		pos, err := parseCount(pairs[i])
+		if err != nil || pos <= *lastPos {
+			return out, corrupt(streamKey, fmt.Errorf("version %d: bad position %q", *next, truncate(fmt.Sprint(pairs[i]))))
+		}
+		*lastPos = pos
+		ev, err := decodeReply(pairs[i+1])
+		if err != nil {
+			return out, corrupt(evKey, fmt.Errorf("position %d (version %d of %s): %w", pos, *next, stream, err))
+		}
+		if ev.stream != stream || ev.version != *next {
+			return out, corrupt(evKey, fmt.Errorf("position %d holds %s@%d, want %s@%d", pos, ev.stream, ev.version, stream, *next))
+		}
+		out = append(out, event(ev, p, pos))
+	}
+	return out, nil
+}
+
+// LoadStream implements persistence.StreamLoader with load_stream.lua: the
+// snapshot and the first chunk in one round trip (an activation's load),
+// then ReadStream for whatever is left.
+func (s *Store) LoadStream(ctx context.Context, stream string, limit int) (persistence.Snapshot, bool, []persistence.Event, error) {
+	fail := func(err error) (persistence.Snapshot, bool, []persistence.Event, error) {
+		return persistence.Snapshot{}, false, nil, fmt.Errorf("load %s: %w", stream, err)
+	}
+	if stream == "" {
+		return fail(fmt.Errorf("empty stream name: %w", persistence.ErrInvalid))
+	}
+	if err := s.usable(ctx); err != nil {
+		return fail(err)
+	}
+	p := s.PartitionOf(stream)
+	snapKey, streamKey, evKey := s.keys.snapshot(p, stream), s.keys.stream(p, stream), s.keys.events(p)
+	want := s.chunkSize(limit, 0)
+	reply, err := loadStreamScript.Run(ctx, s.client, []string{snapKey, streamKey, evKey}, want, s.replyBudget).Slice()
+	if err != nil {
+		return fail(classify(err, streamKey))
+	}
+	if len(reply) < 3 || len(reply)%2 != 1 || len(reply) > 3+2*want {
+		return fail(corrupt(streamKey, fmt.Errorf("script returned %d values for %d events", len(reply), want)))
+	}
+	snap, ok, err := parseSnapshot(snapKey, reply[0], reply[1])
+	if err != nil {
+		return fail(err)
+	}
+	total, isInt := reply[2].(int64)
+	if !isInt || total < 0 {
+		return fail(corrupt(streamKey, fmt.Errorf("script returned stream version %v", reply[2])))
+	}
+	if snap.Version >= maxExact {
+		return snap, ok, nil, nil // as ReadStream after it: nothing
+	}
+	next, lastPos := snap.Version, uint64(0)
+	events, err := streamChunk(stream, p, streamKey, evKey, reply[3:], &next, &lastPos, nil)
+	if err != nil {
+		return fail(err)
+	}
+	switch {
+	case next >= uint64(total) || (limit > 0 && len(events) >= limit):
+		return snap, ok, events, nil
+	case len(reply) == 3:
+		// Not reachable through the script; guards against looping.
+		return fail(fmt.Errorf("no progress reading after version %d of %d", next, total))
+	}
+	rest := 0
+	if limit > 0 {
+		rest = limit - len(events)
+	}
+	more, err := s.ReadStream(ctx, stream, next, rest)
+	if err != nil {
+		return persistence.Snapshot{}, false, nil, err
+	}
+	return snap, ok, append(events, more...), nil
 }
 
 // StreamVersion implements persistence.Journal.

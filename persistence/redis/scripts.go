@@ -21,6 +21,10 @@ var (
 	readStreamSrc    string
 	readStreamScript = goredis.NewScript(readStreamSrc)
 
+	//go:embed load_stream.lua
+	loadStreamSrc    string
+	loadStreamScript = goredis.NewScript(loadStreamSrc)
+
 	//go:embed read_partition.lua
 	readPartitionSrc    string
 	readPartitionScript = goredis.NewScript(readPartitionSrc)

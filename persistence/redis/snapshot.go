@@ -64,16 +64,26 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (persistence.Sn
 	if len(reply) != 2 {
 		return fail(corrupt(key, fmt.Errorf("HMGET returned %d values", len(reply))))
 	}
-	if reply[0] == nil && reply[1] == nil {
+	snap, ok, err := parseSnapshot(key, reply[0], reply[1])
+	if err != nil {
+		return fail(err)
+	}
+	return snap, ok, nil
+}
+
+// parseSnapshot reads the fields v (version) and d (data) of the snapshot
+// hash key; both nil means there is none.
+func parseSnapshot(key string, v, d any) (persistence.Snapshot, bool, error) {
+	if v == nil && d == nil {
 		return persistence.Snapshot{}, false, nil
 	}
-	version, err := parseCount(reply[0])
+	version, err := parseCount(v)
 	if err != nil {
-		return fail(corrupt(key, fmt.Errorf("version: %w", err)))
+		return persistence.Snapshot{}, false, corrupt(key, fmt.Errorf("version: %w", err))
 	}
-	data, ok := reply[1].(string)
+	data, ok := d.(string)
 	if !ok {
-		return fail(corrupt(key, fmt.Errorf("data is %T", reply[1])))
+		return persistence.Snapshot{}, false, corrupt(key, fmt.Errorf("data is %T", d))
 	}
 	snap := persistence.Snapshot{Version: version}
 	if data != "" {

@@ -23,7 +23,10 @@ import (
 	"granary/persistence"
 )
 
-var _ persistence.Store = (*Store)(nil)
+var (
+	_ persistence.Store        = (*Store)(nil)
+	_ persistence.StreamLoader = (*Store)(nil)
+)
 
 // DefaultKeyPrefix namespaces keys when Options.KeyPrefix is empty.
 const DefaultKeyPrefix = "granary"
