@@ -316,7 +316,13 @@ func (x *CloseAccount) GetReason() string {
 }
 
 type GetAccount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only whether the caller may see the account is asked (before the
+	// gateway reads its events or summary, or starts a transfer from it):
+	// the grain may answer from the state it holds without asking the
+	// journal whether that is still current, since an account, once opened,
+	// never stops existing or changes owner.
+	AuthorizeOnly bool `protobuf:"varint,1,opt,name=authorize_only,json=authorizeOnly,proto3" json:"authorize_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +355,13 @@ func (x *GetAccount) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetAccount.ProtoReflect.Descriptor instead.
 func (*GetAccount) Descriptor() ([]byte, []int) {
 	return file_account_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetAccount) GetAuthorizeOnly() bool {
+	if x != nil {
+		return x.AuthorizeOnly
+	}
+	return false
 }
 
 // AccountRequest is the one message the account grain accepts.
@@ -1214,9 +1227,10 @@ const file_account_proto_rawDesc = "" +
 	"\vtransfer_id\x18\x03 \x01(\tR\n" +
 	"transferId\"&\n" +
 	"\fCloseAccount\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"\f\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"3\n" +
 	"\n" +
-	"GetAccount\"\xf4\x03\n" +
+	"GetAccount\x12%\n" +
+	"\x0eauthorize_only\x18\x01 \x01(\bR\rauthorizeOnly\"\xf4\x03\n" +
 	"\x0eAccountRequest\x12\x1d\n" +
 	"\n" +
 	"command_id\x18\x01 \x01(\tR\tcommandId\x12*\n" +

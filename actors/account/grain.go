@@ -43,6 +43,10 @@ var kind = &es.Kind[State, *messages.AccountEvent, *messages.AccountRequest, *me
 	Fail: func(_ string, f *messages.Failure, member string) *messages.AccountReply {
 		return &messages.AccountReply{Failure: f, ServedBy: member}
 	},
+	// An opened account never stops existing or changes owner.
+	Settled: func(s State, req *messages.AccountRequest) bool {
+		return req.GetGet().GetAuthorizeOnly() && s.Version > 0
+	},
 }
 
 // Props builds the actor props of the account kind.

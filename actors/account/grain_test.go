@@ -338,3 +338,49 @@ func TestRetryPastTheRecentWindowIsNotAppliedTwice(t *testing.T) {
 	}
 	assertLinearHistory(t, store, "acc", 7, 95)
 }
+
+// versionCounter counts the journal's version checks.
+type versionCounter struct {
+	persistence.Store
+	checks atomic.Int32
+}
+
+func (v *versionCounter) StreamVersion(ctx context.Context, stream string) (uint64, error) {
+	v.checks.Add(1)
+	return v.Store.StreamVersion(ctx, stream)
+}
+
+// An authorize-only read is answered from the state a loaded grain holds:
+// no version check, and still the owner's rule. An account the grain does
+// not know is looked up as any read is (another activation may have opened
+// it).
+func TestAuthorizeOnlyReadSkipsTheVersionCheck(t *testing.T) {
+	store := &versionCounter{Store: testkit.NewStore(t)}
+	system := newSystem(t)
+	a := activate(t, system, grainConfig(t, store), "acc")
+	a.call(t, openReq("ACC-1", 100))
+	authorize := func(sub string) *messages.AccountRequest {
+		return &messages.AccountRequest{Caller: owner(sub), Command: &messages.AccountRequest_Get{Get: &messages.GetAccount{AuthorizeOnly: true}}}
+	}
+	before := store.checks.Load()
+	if r := a.call(t, authorize("alice")); r.GetFailure() != nil || r.GetAccount().GetVersion() != 1 {
+		t.Fatalf("owner's authorize = %v", r)
+	}
+	if r := a.call(t, authorize("mallory")); r.GetFailure().GetCode() != messages.CodeForbidden {
+		t.Fatalf("stranger's authorize = %v, want forbidden", r)
+	}
+	if n := store.checks.Load() - before; n != 0 {
+		t.Fatalf("authorize-only reads made %d version checks, want none", n)
+	}
+	get := &messages.AccountRequest{Caller: owner("alice"), Command: &messages.AccountRequest_Get{Get: &messages.GetAccount{}}}
+	a.call(t, get)
+	if n := store.checks.Load() - before; n != 1 {
+		t.Fatalf("a plain read made %d version checks, want one", n)
+	}
+
+	// An account that does not exist is not settled: not_found.
+	b := activate(t, system, grainConfig(t, store), "none")
+	if r := b.call(t, authorize("alice")); r.GetFailure().GetCode() != messages.CodeNotFound {
+		t.Fatalf("authorize on an unopened account = %v, want not_found", r)
+	}
+}

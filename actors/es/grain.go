@@ -78,6 +78,12 @@ type Kind[S, E any, Req Request, Reply any] struct {
 	// failure. Both stamp the member id (X-Served-By).
 	Reply func(id string, out Outcome[S], memberID string) Reply
 	Fail  func(id string, f *messages.Failure, memberID string) Reply
+	// Settled, if set, names the reads that the state a loaded grain holds
+	// answers as well as the journal's latest would, because they ask only
+	// what no later write changes (that an entity exists and whose it is):
+	// they are decided on that state without the version check every
+	// other read makes, one round trip less.
+	Settled func(s S, req Req) bool
 }
 
 // Props builds the props of a simple event-sourced grain kind.
@@ -397,6 +403,16 @@ func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply
 	// duplicate never lands after the compensation.
 	if d := req.GetDeadlineUnixMs(); d > 0 && now.UnixMilli() >= d {
 		return fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name)
+	}
+	if g.kind.Settled != nil && g.host.Loaded() {
+		if s := g.host.State(); g.kind.Settled(s, req) {
+			if events, err := g.kind.Decide(s, g.ident(), req, now); len(events) == 0 {
+				if err != nil {
+					return g.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
+				}
+				return g.kind.Reply(g.ident(), Outcome[S]{State: s}, g.cfg.MemberID)
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(parent, g.cfg.StoreTimeout)
 	defer cancel()

@@ -36,6 +36,14 @@ func (a Accounts) Get(ctx context.Context, id string, req *messages.AccountReque
 	return a.send(ctx, id, req)
 }
 
+// Authorize asks only whether the caller may see the account (its
+// existence and owner): answered from the grain's state, without the
+// version check of Get.
+func (a Accounts) Authorize(ctx context.Context, id string, req *messages.AccountRequest) (*messages.AccountReply, error) {
+	req.Command = &messages.AccountRequest_Get{Get: &messages.GetAccount{AuthorizeOnly: true}}
+	return a.send(ctx, id, req)
+}
+
 // Deposit pays cmd.Amount into the account.
 func (a Accounts) Deposit(ctx context.Context, id string, req *messages.AccountRequest, cmd *messages.Deposit) (*messages.AccountReply, error) {
 	req.Command = &messages.AccountRequest_Deposit{Deposit: cmd}

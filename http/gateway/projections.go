@@ -46,7 +46,7 @@ func (g *Gateway) accountSummary(c echo.Context) error {
 		// and someone else's (403) from one opened a moment ago that the
 		// projection has not reached yet, whose first version is then
 		// worth waiting for.
-		if _, err := g.authorizeRead(c, id); err != nil {
+		if err := g.authorize(c, id); err != nil {
 			return err
 		}
 		minVersion = max(minVersion, 1)

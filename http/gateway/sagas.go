@@ -195,7 +195,7 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	}
 	// The caller must be allowed to act on the source: ask its grain first
 	// so a stranger gets 403/404, not a failed saga.
-	if _, err := g.authorizeRead(c, *b.FromAccount); err != nil {
+	if err := g.authorize(c, *b.FromAccount); err != nil {
 		return err
 	}
 	p := principal(c)

@@ -201,7 +201,7 @@ func (g *Gateway) accountStream(c echo.Context) error {
 			return messages.Fail(messages.CodeValidationFailed, "Last-Event-ID: must be an event version")
 		}
 	}
-	if _, err := g.authorizeRead(c, id); err != nil {
+	if err := g.authorize(c, id); err != nil {
 		return err
 	}
 	return g.serveStream(c, func(ctx context.Context) error {
