@@ -147,6 +147,18 @@ func (g *grain) handle(ctx actor.Context, req *messages.SagaRequest) (reply *mes
 		return g.join(ctx)
 	case *messages.SagaRequest_Resume:
 		if g.host.State().GetVersion() == 0 {
+			// Indexed, then its member died before the journal had it:
+			// nothing happened, so its record is closed, here rather than
+			// by the sweep that asked. Written by this grain, the close is
+			// ordered with a Start that a client's retry sends next; the
+			// sweep's own write could land after that start, closing the
+			// record of a running saga (and index writes that repeat a
+			// status are skipped).
+			now := g.cfg.Now()
+			ghost := persistence.SagaRecord{Kind: g.def.Kind, ID: g.id, Status: StatusCompensated, StartedAt: now, UpdatedAt: now}
+			if err := g.index(sctx, ghost, now); err != nil {
+				g.cfg.Logger.Warn("closing the index record of a saga that never started failed", "saga", g.id, "err", err)
+			}
 			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
 		}
 		g.timed = true // a reminder's (or the sweep's) wake: drop it once done

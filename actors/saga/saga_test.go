@@ -427,3 +427,28 @@ func TestSagaIndexIsWrittenOnStatusChanges(t *testing.T) {
 		}
 	}
 }
+
+// A sweep's Resume of a saga that was indexed but never journaled closes
+// its record in the grain itself, so a retry's Start that follows it
+// indexes the saga afresh, in order; the sweep writes nothing after.
+func TestGhostRecordIsClosedBeforeARetryStarts(t *testing.T) {
+	log := &appendLog{Store: memory.New(4), appends: map[string][][]string{}}
+	e := newEnv(t, testkit.WithStore(log), testkit.WithGrainsConfig(func(g *cluster.GrainsConfig) { g.Saga.SweepInterval = 0 }))
+	a, b := e.open("G-A", 1000), e.open("G-B", 0)
+	old := time.Now().Add(-time.Minute)
+	if err := log.Store.PutSaga(context.Background(), persistence.SagaRecord{Kind: saga.TransferKind, ID: "t-ghost", Status: "started",
+		StartedAt: old, UpdatedAt: old}); err != nil {
+		t.Fatal(err)
+	}
+	w := saga.Sweeper{Index: log, Call: e.m, Interval: time.Hour, Grace: time.Second, Batch: 10, Logger: e.c.Log}
+	if n := w.Sweep(context.Background()); n != 0 {
+		t.Fatalf("sweep resumed %d sagas, want none (the ghost is not one)", n)
+	}
+	expect(t, e.transfer("t-ghost", a, b, 100), "completed", "", "", "withdraw=completed() deposit=completed() ")
+	log.mu.Lock()
+	puts := fmt.Sprint(log.puts["t-ghost"])
+	log.mu.Unlock()
+	if puts != "[compensated started completed]" {
+		t.Fatalf("index writes of the ghost, then its retry: %s, want [compensated started completed]", puts)
+	}
+}

@@ -64,9 +64,7 @@ func (w Sweeper) Sweep(ctx context.Context) int {
 		if reply, ok := res.(*messages.SagaReply); ok {
 			if reply.GetFailure().GetCode() == messages.CodeNotFound {
 				// Indexed, then its member died before the journal had it:
-				// nothing happened, close the record.
-				r.Status, r.UpdatedAt = StatusCompensated, time.Now()
-				_ = w.Index.PutSaga(ctx, r)
+				// the grain closed the record as it answered.
 				continue
 			}
 			w.Logger.Info("saga sweep resumed a saga", "saga", r.Kind+"/"+r.ID, "status", reply.GetSaga().GetStatus())

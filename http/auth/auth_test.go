@@ -179,3 +179,22 @@ func TestIssueForCarriesUsername(t *testing.T) {
 		t.Fatalf("Verify = %+v, %v", p, err)
 	}
 }
+
+// Keyed names are stable under one secret and differ under another, and
+// with the data.
+func TestKeyedDependsOnSecretAndData(t *testing.T) {
+	mk := func(secret string) *auth.Verifier {
+		v, err := auth.NewVerifier([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	a, a2, b := mk(strings.Repeat("a", 32)), mk(strings.Repeat("a", 32)), mk(strings.Repeat("b", 32))
+	if a.Keyed([]byte("x")) != a2.Keyed([]byte("x")) {
+		t.Fatal("one secret, one datum: two names")
+	}
+	if a.Keyed([]byte("x")) == b.Keyed([]byte("x")) || a.Keyed([]byte("x")) == a.Keyed([]byte("y")) {
+		t.Fatal("another secret or datum gave the same name")
+	}
+}

@@ -142,20 +142,37 @@ const (
 )
 
 // executeAt parses a scheduled transfer's time (0 when there is none).
-func executeAt(raw *string, now time.Time) (int64, error) {
+// parseExecuteAt is execute_at in Unix ms, 0 for none.
+func parseExecuteAt(raw *string) (int64, error) {
 	if raw == nil {
 		return 0, nil
 	}
 	at, err := time.Parse(time.RFC3339Nano, *raw)
-	switch {
-	case err != nil:
+	if err != nil {
 		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: an RFC 3339 time (2026-12-24T18:00:00Z)")
-	case at.Before(now.Add(minScheduleAhead)):
-		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: at least %v ahead", minScheduleAhead)
-	case at.After(now.Add(maxScheduleAhead)):
-		return 0, messages.Fail(messages.CodeValidationFailed, "execute_at: at most 366 days ahead")
 	}
 	return at.UnixMilli(), nil
+}
+
+// scheduleWindow refuses an execute_at (Unix ms, 0 for none) a new
+// transfer cannot take.
+func scheduleWindow(at int64, now time.Time) error {
+	switch {
+	case at == 0:
+		return nil
+	case time.UnixMilli(at).Before(now.Add(minScheduleAhead)):
+		return messages.Fail(messages.CodeValidationFailed, "execute_at: at least %v ahead", minScheduleAhead)
+	case time.UnixMilli(at).After(now.Add(maxScheduleAhead)):
+		return messages.Fail(messages.CodeValidationFailed, "execute_at: at most 366 days ahead")
+	}
+	return nil
+}
+
+// sameTransfer reports whether t, a transfer's input, is what b (with
+// execute_at at) asks for.
+func sameTransfer(t *messages.TransferInput, b *transferBody, at int64) bool {
+	return t.GetFromAccount() == *b.FromAccount && t.GetToAccount() == *b.ToAccount && t.GetAmount() == *b.Amount &&
+		t.GetExecuteAtUnixMs() == at
 }
 
 func (g *Gateway) createTransfer(c echo.Context) error {
@@ -175,23 +192,34 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	case b.Amount == nil || *b.Amount <= 0 || *b.Amount > messages.MaxAmount:
 		return messages.Fail(messages.CodeValidationFailed, "amount: required, between 1 and %d", messages.MaxAmount)
 	}
-	at, err := executeAt(b.ExecuteAt, time.Now())
+	at, err := parseExecuteAt(b.ExecuteAt)
 	if err != nil {
 		return err
 	}
-	id, derived, err := sagaID(c, "tr_", b.TransferID)
+	id, derived, err := g.sagaID(c, "tr_", b.TransferID)
 	if err != nil {
 		return err
 	}
-	if b.TransferID != nil {
+	// A transfer posted again is answered with the one its id names, even
+	// once its execute_at is past: the retry of a scheduled transfer must
+	// not be told it was refused. A derived id is looked up only then; for
+	// any other request, Start below finds it.
+	window := scheduleWindow(at, time.Now())
+	if b.TransferID != nil || (derived && window != nil) {
 		if existing, err := getSaga(g, c, g.transfers, id); err == nil {
 			if err := g.mayActOnTransfer(c, existing); err != nil {
 				return err
+			}
+			if derived && !sameTransfer(existing.GetTransfer(), &b, at) {
+				return keyReused()
 			}
 			return renderSaga(c, existing, "transfer", renderTransfer(existing), "/api/v1/transfers/"+id)
 		} else if !hasCode(err, messages.CodeNotFound) {
 			return err
 		}
+	}
+	if window != nil {
+		return window
 	}
 	// The caller must be allowed to act on the source: ask its grain first
 	// so a stranger gets 403/404, not a failed saga.
@@ -209,8 +237,7 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 	if err := g.mayActOnTransfer(c, s); err != nil {
 		return err // the id was taken by someone else's transfer meanwhile
 	}
-	if t := s.GetTransfer(); derived && (t.GetFromAccount() != *b.FromAccount || t.GetToAccount() != *b.ToAccount ||
-		t.GetAmount() != *b.Amount || t.GetExecuteAtUnixMs() != at) {
+	if derived && !sameTransfer(s.GetTransfer(), &b, at) {
 		return keyReused()
 	}
 	return renderSaga(c, s, "transfer", renderTransfer(s), "/api/v1/transfers/"+id)
@@ -224,7 +251,7 @@ func (g *Gateway) createTransfer(c echo.Context) error {
 // first attempt started, where a random id started a second one and
 // moved the money twice. derived reports that case: the caller must check
 // that the saga it finds was started by the same request.
-func sagaID(c echo.Context, prefix string, given *string) (id string, derived bool, err error) {
+func (g *Gateway) sagaID(c echo.Context, prefix string, given *string) (id string, derived bool, err error) {
 	if given != nil {
 		return *given, false, nil
 	}
@@ -235,7 +262,10 @@ func sagaID(c echo.Context, prefix string, given *string) (id string, derived bo
 	case !keyed:
 		return prefix + randomHex(12), false, nil
 	}
-	return prefix + hex.EncodeToString(sum[:12]), true, nil
+	// Keyed under the deployment's secret: a caller who knows another's
+	// subject and guesses their key cannot take that saga's id first.
+	name := g.deps.Verifier.Keyed(sum[:])
+	return prefix + hex.EncodeToString(name[:12]), true, nil
 }
 
 // keyReused is the answer to a request whose Idempotency-Key names a saga
@@ -321,7 +351,7 @@ func (g *Gateway) createOrder(c echo.Context) error {
 	case b.PaymentID != nil && !idPattern.MatchString(*b.PaymentID):
 		return messages.Fail(messages.CodeValidationFailed, "payment_id: must match %s", idPattern)
 	}
-	id, derived, err := sagaID(c, "ord_", b.OrderID)
+	id, derived, err := g.sagaID(c, "ord_", b.OrderID)
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,13 @@ func TestKeyedScheduledTransferRetriedMovesMoneyOnce(t *testing.T) {
 	h.do("POST", "/api/v1/transfers", alice, changed, "Idempotency-Key", "sched-1").problem(t, http.StatusConflict, "idempotency_key_reused")
 	// Another caller's same key is their own.
 	bob := token(t, "bob")
-	h.do("POST", "/api/v1/transfers", bob, body, "Idempotency-Key", "sched-1").problem(t, http.StatusForbidden, "forbidden")
+	bobsA, bobsB := h.open(bob, "SCHK-BOB-A", 50), h.open(bob, "SCHK-BOB-B", 0)
+	var bobs transferBody
+	h.do("POST", "/api/v1/transfers", bob, fmt.Sprintf(`{"from_account":%q,"to_account":%q,"amount":20}`, bobsA.ID, bobsB.ID),
+		"Idempotency-Key", "sched-1").decodeStatus(t, http.StatusCreated, &bobs)
+	if bobs.TransferID == first.TransferID || bobs.Status != "completed" {
+		t.Fatalf("bob's transfer under alice's key: %+v (alice's is %s)", bobs, first.TransferID)
+	}
 	testkit.WaitFor(t, 10*time.Second, func() error {
 		for _, id := range []string{first.TransferID, other.TransferID} {
 			var tr transferBody
@@ -156,5 +162,13 @@ func TestKeyedScheduledTransferRetriedMovesMoneyOnce(t *testing.T) {
 	})
 	if got := h.do("GET", "/api/v1/accounts/"+b.ID, alice, "").account(t, http.StatusOK); got.Balance != 600 {
 		t.Fatalf("target after two keys' transfers of 300: balance %d, want 600", got.Balance)
+	}
+	// Retried once its execute_at is past, the request still finds its
+	// transfer (not "execute_at: at least 1s ahead"), and the 409 told to
+	// the other body under the key was not kept as this request's answer.
+	var late transferBody
+	h.do("POST", "/api/v1/transfers", alice, body, "Idempotency-Key", "sched-1").decodeStatus(t, http.StatusCreated, &late)
+	if late.TransferID != first.TransferID || late.Status != "completed" {
+		t.Fatalf("late retry = %+v, want %s completed", late, first.TransferID)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"granary/http/problem"
 	"granary/http/reqlog"
 	"granary/messages"
 	"granary/metrics"
@@ -298,7 +299,11 @@ func (m *Middleware) runFirst(c echo.Context, next echo.HandlerFunc, rkey, token
 	}
 	done = true
 	resp := c.Response()
-	if !resp.Committed || !final(resp.Status) || rec.overflow {
+	// A refusal of the key itself (a handler found it naming another
+	// request's saga) is not the request's answer: kept, it would refuse
+	// the first request's own retries as "another request" too.
+	code, _ := c.Get(problem.CodeKey).(string)
+	if !resp.Committed || !final(resp.Status) || rec.overflow || code == messages.CodeIdempotencyReused {
 		m.outcomes.WithLabelValues(outcomeNotStored).Inc()
 		m.release(c, rkey, token)
 		return rec.send()

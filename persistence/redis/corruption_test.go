@@ -36,13 +36,13 @@ func corruptions() []corruption {
 		}, []string{"ReadStream"}, false},
 		{"stream entry points at nothing", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.LSet(ctx, k.stream, 2, "99").Err()
-		}, []string{"ReadStream"}, false},
+		}, []string{"ReadStream", "LoadStream"}, false},
 		{"stream positions out of order", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.LSet(ctx, k.stream, 1, "1").Err()
 		}, []string{"ReadStream"}, false},
 		{"stream entry points at another stream", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.LSet(ctx, k.stream, 2, "4").Err()
-		}, []string{"ReadStream"}, false},
+		}, []string{"ReadStream", "LoadStream"}, false},
 		{"garbage body", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.HSet(ctx, k.events, "2", "\x01\xff\xff\xff").Err()
 		}, []string{"ReadStream", "ReadPartition"}, false},
@@ -72,25 +72,28 @@ func corruptions() []corruption {
 		}, []string{"Append"}, true},
 		{"stream key of the wrong type", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return replace(ctx, c, k.stream, "SADD", "1", "2", "3")
-		}, []string{"Append", "ReadStream", "StreamVersion", "SaveSnapshot"}, true},
+		}, []string{"Append", "ReadStream", "StreamVersion", "SaveSnapshot", "LoadStream"}, true},
 		{"log key of the wrong type", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return replace(ctx, c, k.events, "SET", "x")
-		}, []string{"Append", "ReadStream", "ReadPartition"}, true},
+		}, []string{"Append", "ReadStream", "ReadPartition", "LoadStream"}, true},
 		{"head key of the wrong type", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return replace(ctx, c, k.head, "RPUSH", "4")
 		}, []string{"Append", "Head", "ReadPartition"}, true},
 		{"snapshot version not a count", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.HSet(ctx, k.snapshot, "v", "two").Err()
-		}, []string{"LoadSnapshot", "SaveSnapshot"}, false},
+		}, []string{"LoadSnapshot", "SaveSnapshot", "LoadStream"}, false},
 		{"snapshot without version", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.HDel(ctx, k.snapshot, "v").Err()
-		}, []string{"LoadSnapshot", "SaveSnapshot"}, false},
+		}, []string{"LoadSnapshot", "SaveSnapshot", "LoadStream"}, false},
 		{"snapshot without data", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return c.HDel(ctx, k.snapshot, "d").Err()
-		}, []string{"LoadSnapshot"}, false},
+		}, []string{"LoadSnapshot", "LoadStream"}, false},
 		{"snapshot key of the wrong type", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
 			return replace(ctx, c, k.snapshot, "SET", "x")
-		}, []string{"LoadSnapshot", "SaveSnapshot"}, false},
+		}, []string{"LoadSnapshot", "SaveSnapshot", "LoadStream"}, false},
+		{"stream behind its snapshot", func(ctx context.Context, c goredis.UniversalClient, k seeded) error {
+			return c.LTrim(ctx, k.stream, 0, 0).Err()
+		}, []string{"LoadStream"}, false},
 	}
 }
 
@@ -131,6 +134,7 @@ func reads(ctx context.Context, s *Store) map[string]error {
 	_, errs["ReadPartition"] = s.ReadPartition(ctx, 0, 0, 0)
 	_, errs["Head"] = s.Head(ctx, 0)
 	_, _, errs["LoadSnapshot"] = s.LoadSnapshot(ctx, "s")
+	_, _, _, errs["LoadStream"] = s.LoadStream(ctx, "s", 0)
 	return errs
 }
 

@@ -271,7 +271,13 @@ func (s *Store) LoadStream(ctx context.Context, stream string, limit int) (persi
 	if !isInt || total < 0 {
 		return fail(corrupt(streamKey, fmt.Errorf("script returned stream version %v", reply[2])))
 	}
-	if snap.Version >= maxExact {
+	switch {
+	case snap.Version > uint64(total):
+		// SaveSnapshot refuses that: the stream lost events the snapshot
+		// folded. A state loaded from it would answer reads the journal
+		// contradicts.
+		return fail(corrupt(streamKey, fmt.Errorf("stream at version %d behind its snapshot at %d", total, snap.Version)))
+	case snap.Version >= maxExact:
 		return snap, ok, nil, nil // as ReadStream after it: nothing
 	}
 	next, lastPos := snap.Version, uint64(0)
