@@ -158,6 +158,19 @@ func (g *grain) handle(ctx actor.Context, req *messages.SagaRequest) (reply *mes
 			ghost := persistence.SagaRecord{Kind: g.def.Kind, ID: g.id, Status: StatusCompensated, StartedAt: now, UpdatedAt: now}
 			if err := g.index(sctx, ghost, now); err != nil {
 				g.cfg.Logger.Warn("closing the index record of a saga that never started failed", "saga", g.id, "err", err)
+				return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
+			}
+			// Another activation (a membership change) may have started it
+			// meanwhile: look again, and reopen the record if so. Its own
+			// write after its first append (see start) covers the close
+			// landing before that append.
+			if _, err := g.host.Execute(sctx, "", func(*messages.SagaState) ([]*messages.SagaEvent, error) { return nil, nil }); err == nil &&
+				g.host.State().GetVersion() > 0 {
+				if err := g.index(sctx, record(g.host.State()), g.cfg.Now()); err != nil {
+					g.cfg.Logger.Warn("reopening the index record of a saga started elsewhere failed", "saga", g.id, "err", err)
+				}
+				g.timed = true
+				return g.join(ctx)
 			}
 			return fail(messages.Fail(messages.CodeNotFound, "%s %q not found", g.def.Kind, g.id))
 		}
@@ -203,7 +216,11 @@ func (g *grain) start(in *messages.StartSaga) error {
 		}
 	}
 	// With what Next decides on it (the first step's start), as a drive
-	// would record it right after.
+	// would record it right after. Indexed again once stored, whatever
+	// reindex says: a sweep's close of this id as a ghost, by another
+	// activation, may have landed between the index write above and this
+	// append.
+	g.indexedAt = time.Time{}
 	return g.recordAll(func(s *messages.SagaState, now time.Time) []*messages.SagaEvent {
 		if s.GetVersion() > 0 {
 			return nil
@@ -273,9 +290,10 @@ func (g *grain) index(ctx context.Context, rec persistence.SagaRecord, now time.
 // reindex reports whether the index needs rec: unless it holds the same
 // status and failed step, written by this activation within
 // indexRefresh. A saga's record changed at every step, which cost a
-// transfer four index writes where two tell the same (its start and its
-// end); statuses only move forward, so no other activation can have
-// written another status meanwhile that this write would have corrected.
+// transfer four index writes where three tell the same (before and after
+// its start, and its end); statuses only move forward, so no other
+// activation's write of a status meanwhile is one this write would
+// correct (but a ghost's close, see start and handle).
 // A running saga's updated_at in the index thus lags by up to
 // indexRefresh, and the sweep (whose grace is far longer) still sees it
 // as at work.

@@ -141,8 +141,7 @@ const (
 	maxScheduleAhead = 366 * 24 * time.Hour
 )
 
-// executeAt parses a scheduled transfer's time (0 when there is none).
-// parseExecuteAt is execute_at in Unix ms, 0 for none.
+// parseExecuteAt is a scheduled transfer's execute_at in Unix ms, 0 for none.
 func parseExecuteAt(raw *string) (int64, error) {
 	if raw == nil {
 		return 0, nil
@@ -264,7 +263,7 @@ func (g *Gateway) sagaID(c echo.Context, prefix string, given *string) (id strin
 	}
 	// Keyed under the deployment's secret: a caller who knows another's
 	// subject and guesses their key cannot take that saga's id first.
-	name := g.deps.Verifier.Keyed(sum[:])
+	name := g.deps.Verifier.Keyed(append([]byte("granary/saga-id\x00"), sum[:]...))
 	return prefix + hex.EncodeToString(name[:12]), true, nil
 }
 
