@@ -1,5 +1,6 @@
 -- Read what an activation needs: a stream's latest snapshot and the first
--- chunk of its events after it, in one round trip.
+-- chunk of its events after it, in one round trip (after stream_bodies.lua,
+-- which defines bodies).
 --
 -- KEYS[1]  snapshot hash (fields v: version, d: data)
 -- KEYS[2]  stream list (positions)
@@ -21,17 +22,4 @@ if snap[1] then
   from = tonumber(snap[1])
 end
 local positions = redis.call('LRANGE', KEYS[2], from, from + tonumber(ARGV[1]) - 1)
-local budget = tonumber(ARGV[2])
-local bytes = 0
-for i = 1, #positions do
-  local body = redis.call('HGET', KEYS[3], positions[i])
-  out[#out + 1] = positions[i]
-  out[#out + 1] = body
-  if body then
-    bytes = bytes + #body
-  end
-  if bytes >= budget then
-    break
-  end
-end
-return out
+return bodies(positions, KEYS[3], tonumber(ARGV[2]), out)

@@ -1,4 +1,5 @@
--- Read a range of a stream with the bodies of its events.
+-- Read a range of a stream with the bodies of its events (after
+-- stream_bodies.lua, which defines bodies).
 --
 -- KEYS[1]  stream list (positions)
 -- KEYS[2]  partition event hash
@@ -11,18 +12,4 @@
 -- corruption. The version tells the caller whether more is left.
 local version = redis.call('LLEN', KEYS[1])
 local positions = redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])
-local budget = tonumber(ARGV[3])
-local out = {version}
-local bytes = 0
-for i = 1, #positions do
-  local body = redis.call('HGET', KEYS[2], positions[i])
-  out[#out + 1] = positions[i]
-  out[#out + 1] = body
-  if body then
-    bytes = bytes + #body
-  end
-  if bytes >= budget then
-    break
-  end
-end
-return out
+return bodies(positions, KEYS[2], tonumber(ARGV[3]), {version})

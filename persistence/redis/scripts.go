@@ -17,13 +17,16 @@ var (
 	declineSrc    string
 	declineScript = goredis.NewScript(declineSrc)
 
+	//go:embed stream_bodies.lua
+	streamBodiesSrc string
+
 	//go:embed read_stream.lua
 	readStreamSrc    string
-	readStreamScript = goredis.NewScript(readStreamSrc)
+	readStreamScript = goredis.NewScript(streamBodiesSrc + readStreamSrc)
 
 	//go:embed load_stream.lua
 	loadStreamSrc    string
-	loadStreamScript = goredis.NewScript(loadStreamSrc)
+	loadStreamScript = goredis.NewScript(streamBodiesSrc + loadStreamSrc)
 
 	//go:embed read_partition.lua
 	readPartitionSrc    string
