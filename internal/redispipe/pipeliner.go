@@ -239,8 +239,11 @@ func (p *Pipeliner) Close() error {
 	p.mu.Lock()
 	if !p.stopped {
 		p.stopped = true
-		close(p.stopping)
+		// Cancel first: a caller told ErrClosed on seeing stopping must
+		// find a batch that holds its shard's next calls unsent too (the
+		// shard checks the context before sending), never sent after.
 		p.cancel()
+		close(p.stopping)
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
