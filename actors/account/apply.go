@@ -1,10 +1,6 @@
 package account
 
-import (
-	"time"
-
-	"granary/messages"
-)
+import "granary/messages"
 
 // Event type names as stored in the journal. They never change once written.
 const (
@@ -34,7 +30,7 @@ func TypeOf(ev *messages.AccountEvent) string {
 // rules were checked by Decide before the event was stored, and a stored
 // event is a fact.
 func Apply(s State, id string, ev *messages.AccountEvent) State {
-	at := time.UnixMilli(ev.GetOccurredAtUnixMs()).UTC()
+	at := ev.GetOccurredAtUnixMs()
 	switch e := ev.GetEvent().(type) {
 	case *messages.AccountEvent_Opened:
 		s.ID = id
@@ -42,7 +38,7 @@ func Apply(s State, id string, ev *messages.AccountEvent) State {
 		s.Owner = e.Opened.GetOwner()
 		s.OwnerName = e.Opened.GetOwnerName()
 		s.Balance = e.Opened.GetInitialBalance()
-		s.OpenedAt = at
+		s.OpenedAtMs = at
 	case *messages.AccountEvent_Deposited:
 		s.Balance += e.Deposited.GetAmount()
 	case *messages.AccountEvent_Withdrawn:
@@ -51,6 +47,6 @@ func Apply(s State, id string, ev *messages.AccountEvent) State {
 		s.Closed = true
 	}
 	s.Version++
-	s.LastActivity = at
+	s.LastActivityMs = at
 	return s
 }

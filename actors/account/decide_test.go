@@ -57,8 +57,8 @@ func TestSeedScenario(t *testing.T) {
 	if s.Balance != 150000 || s.Version != 5 {
 		t.Fatalf("after withdrawal: balance %d version %d, want 150000 and 5", s.Balance, s.Version)
 	}
-	if !s.LastActivity.Equal(t0.Add(4*time.Second)) || !s.OpenedAt.Equal(t0) {
-		t.Fatalf("timestamps come from the events: opened %v last %v", s.OpenedAt, s.LastActivity)
+	if s.LastActivityMs != t0.Add(4*time.Second).UnixMilli() || s.OpenedAtMs != t0.UnixMilli() {
+		t.Fatalf("timestamps come from the events: opened %d last %d", s.OpenedAtMs, s.LastActivityMs)
 	}
 }
 

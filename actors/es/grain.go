@@ -95,11 +95,14 @@ func Props[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg Grai
 func Producer[S, E any, Req Request, Reply any](k *Kind[S, E, Req, Reply], cfg GrainConfig) actor.Producer {
 	// One copy of the configuration for all the kind's activations: at
 	// 100 000 idle grains every byte of a grain counts (issue 10).
-	shared := &kindConfig{GrainConfig: cfg, host: cfg.HostConfig(k.Name), spanName: "grain " + k.Name}
-	return func() actor.Actor { return &grain[S, E, Req, Reply]{kind: k, cfg: shared} }
+	shared := &kindConfig[S, E, Req, Reply]{kind: k, GrainConfig: cfg, host: cfg.HostConfig(k.Name), spanName: "grain " + k.Name}
+	return func() actor.Actor { return &grain[S, E, Req, Reply]{cfg: shared} }
 }
 
-type kindConfig struct {
+// kindConfig is what all the activations of a kind share; it holds the
+// kind too, so that a grain holds one pointer for both.
+type kindConfig[S, E any, Req Request, Reply any] struct {
+	kind *Kind[S, E, Req, Reply]
 	GrainConfig
 	host Config
 	// spanName names the span around each request (built once, not per
@@ -111,9 +114,10 @@ type kindConfig struct {
 type traced interface{ GetTraceparent() string }
 
 type grain[S, E any, Req Request, Reply any] struct {
-	kind *Kind[S, E, Req, Reply]
-	cfg  *kindConfig
-	host *Host[S, E] // made at ClusterInit; it holds the grain's id
+	cfg *kindConfig[S, E, Req, Reply]
+	// host is made at ClusterInit (host.codec is nil before); it holds
+	// the grain's id. Held by value: an idle grain is one allocation.
+	host Host[S, E]
 	// p exists only while the grain has requests to answer.
 	p *pending[S, E, Req]
 }
@@ -153,7 +157,7 @@ const maxQueued = 4096
 func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *cluster.ClusterInit:
-		g.host = NewSharedHost(g.kind.Codec, &g.cfg.host, msg.Identity.GetIdentity())
+		g.host = MakeSharedHost(g.cfg.kind.Codec, &g.cfg.host, msg.Identity.GetIdentity())
 		ctx.SetReceiveTimeout(g.cfg.IdleTimeout)
 	case *actor.ReceiveTimeout:
 		ctx.Poison(ctx.Self())
@@ -162,7 +166,7 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 			g.p = &pending[S, E, Req]{}
 		}
 		if len(g.p.queue) >= maxQueued {
-			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.kind.Name, g.ident()))
+			ctx.Respond(g.fail(messages.CodeServiceUnavailable, "%s %s is busy; retry", g.cfg.kind.Name, g.ident()))
 			return
 		}
 		g.p.queue = append(g.p.queue, queued[Req]{req: msg, sender: ctx.Sender(), ctx: g.startSpan(msg)})
@@ -178,9 +182,13 @@ func (g *grain[S, E, Req, Reply]) Receive(ctx actor.Context) {
 	}
 }
 
+// initialised reports whether the grain has had its ClusterInit, which
+// makes its host.
+func (g *grain[S, E, Req, Reply]) initialised() bool { return g.host.codec != nil }
+
 // ident is the grain's identity ("" before its ClusterInit).
 func (g *grain[S, E, Req, Reply]) ident() string {
-	if g.host == nil {
+	if !g.initialised() {
 		return ""
 	}
 	return g.host.id
@@ -203,7 +211,7 @@ func (g *grain[S, E, Req, Reply]) stopping(ctx actor.Context) {
 			g.settle(ctx, err)
 		case <-time.After(g.cfg.StoreTimeout + time.Second):
 			for _, q := range g.p.members {
-				g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; the change may or may not be applied", g.kind.Name))
+				g.send(ctx, q, g.fail(messages.CodeServiceUnavailable, "%s stopped; the change may or may not be applied", g.cfg.kind.Name))
 			}
 			g.p.inflight, g.p.members = nil, nil
 		}
@@ -225,7 +233,7 @@ func (g *grain[S, E, Req, Reply]) stopping(ctx actor.Context) {
 // runs on its own, on stored state, once the batch before it settled.
 func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
 	for g.p.inflight == nil && len(g.p.queue) > 0 {
-		if g.host == nil || !g.host.Loaded() {
+		if !g.initialised() || !g.host.Loaded() {
 			// handle loads (or answers why it cannot) on its own.
 			g.runAlone(ctx)
 			continue
@@ -235,7 +243,7 @@ func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
 		for len(g.p.queue) > 0 {
 			q := g.p.queue[0]
 			if g.expired(q.req) {
-				g.send(ctx, q, g.fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name))
+				g.send(ctx, q, g.fail(messages.CodeTimeout, "request expired before the %s could handle it", g.cfg.kind.Name))
 			} else if !g.tryAdd(b, q.req) {
 				break
 			} else {
@@ -253,7 +261,7 @@ func (g *grain[S, E, Req, Reply]) drain(ctx actor.Context) {
 	}
 	if g.p.inflight == nil && len(g.p.queue) == 0 {
 		g.p = nil // an idle grain holds nothing of its bursts
-		if g.host != nil {
+		if g.initialised() {
 			g.host.ForgetLastBatch()
 		}
 		g.passivateIfEmpty(ctx)
@@ -272,13 +280,13 @@ func (g *grain[S, E, Req, Reply]) runAlone(ctx actor.Context) {
 func (g *grain[S, E, Req, Reply]) tryAdd(b *Batch[S, E], req Req) (added bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			g.host.Logger().Error(g.kind.Name+" grain panicked deciding a batched command", "panic", r, "stack", string(debug.Stack()))
+			g.host.Logger().Error(g.cfg.kind.Name+" grain panicked deciding a batched command", "panic", r, "stack", string(debug.Stack()))
 			added = false
 		}
 	}()
 	now := g.cfg.Now()
 	return g.host.TryAdd(b, req.GetCommandId(), deadlineOf(req), func(s S) ([]E, error) {
-		return g.kind.Decide(s, g.ident(), req, now)
+		return g.cfg.kind.Decide(s, g.ident(), req, now)
 	})
 }
 
@@ -330,9 +338,9 @@ func (g *grain[S, E, Req, Reply]) settle(ctx actor.Context, err error) {
 			}
 			again = append(again, q)
 		case r.Err != nil:
-			g.send(ctx, q, g.kind.Fail(g.ident(), messages.AsFailure(r.Err, messages.CodeServiceUnavailable), g.cfg.MemberID))
+			g.send(ctx, q, g.cfg.kind.Fail(g.ident(), messages.AsFailure(r.Err, messages.CodeServiceUnavailable), g.cfg.MemberID))
 		default:
-			g.send(ctx, q, g.kind.Reply(g.ident(), r.Outcome, g.cfg.MemberID))
+			g.send(ctx, q, g.cfg.kind.Reply(g.ident(), r.Outcome, g.cfg.MemberID))
 		}
 	}
 	g.p.queue = append(again, g.p.queue...)
@@ -349,7 +357,7 @@ func (g *grain[S, E, Req, Reply]) send(ctx actor.Context, q queued[Req], reply R
 }
 
 func (g *grain[S, E, Req, Reply]) fail(code, format string, args ...any) Reply {
-	return g.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
+	return g.cfg.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
 }
 
 func (g *grain[S, E, Req, Reply]) expired(req Req) bool {
@@ -369,7 +377,7 @@ func deadlineOf(req Request) time.Time {
 // and keeping it for the idle timeout let any client grow a member's memory
 // by asking for many ids (issue 9). A grain with events stays.
 func (g *grain[S, E, Req, Reply]) passivateIfEmpty(ctx actor.Context) {
-	if g.host != nil && g.kind.Codec.Version(g.host.State()) == 0 {
+	if g.initialised() && g.cfg.kind.Codec.Version(g.host.State()) == 0 {
 		PassivateEmpty(ctx)
 	}
 }
@@ -384,33 +392,33 @@ func PassivateEmpty(ctx actor.Context) { ctx.Poison(ctx.Self()) }
 // otherwise get no reply and its caller would wait for the timeout.
 func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply Reply) {
 	fail := func(code, format string, args ...any) Reply {
-		return g.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
+		return g.cfg.kind.Fail(g.ident(), messages.Fail(code, format, args...), g.cfg.MemberID)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			g.host.Logger().Error(g.kind.Name+" grain panicked; state will reload", "panic", r, "stack", string(debug.Stack()))
+			g.host.Logger().Error(g.cfg.kind.Name+" grain panicked; state will reload", "panic", r, "stack", string(debug.Stack()))
 			g.host.Invalidate()
-			reply = fail(messages.CodeServiceUnavailable, "%s failed; retry", g.kind.Name)
+			reply = fail(messages.CodeServiceUnavailable, "%s failed; retry", g.cfg.kind.Name)
 		}
 	}()
-	if g.host == nil {
+	if !g.initialised() {
 		// Sent to the actor directly rather than through the cluster.
-		return fail(messages.CodeServiceUnavailable, "%s grain has no identity", g.kind.Name)
+		return fail(messages.CodeServiceUnavailable, "%s grain has no identity", g.cfg.kind.Name)
 	}
 	now := g.cfg.Now()
 	// A request past its deadline is refused unread: its caller gave up,
 	// and a saga compensates only after its attempt's deadline, so a late
 	// duplicate never lands after the compensation.
 	if d := req.GetDeadlineUnixMs(); d > 0 && now.UnixMilli() >= d {
-		return fail(messages.CodeTimeout, "request expired before the %s could handle it", g.kind.Name)
+		return fail(messages.CodeTimeout, "request expired before the %s could handle it", g.cfg.kind.Name)
 	}
-	if g.kind.Settled != nil && g.host.Loaded() {
-		if s := g.host.State(); g.kind.Settled(s, req) {
-			if events, err := g.kind.Decide(s, g.ident(), req, now); len(events) == 0 {
+	if g.cfg.kind.Settled != nil && g.host.Loaded() {
+		if s := g.host.State(); g.cfg.kind.Settled(s, req) {
+			if events, err := g.cfg.kind.Decide(s, g.ident(), req, now); len(events) == 0 {
 				if err != nil {
-					return g.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
+					return g.cfg.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
 				}
-				return g.kind.Reply(g.ident(), Outcome[S]{State: s}, g.cfg.MemberID)
+				return g.cfg.kind.Reply(g.ident(), Outcome[S]{State: s}, g.cfg.MemberID)
 			}
 		}
 	}
@@ -421,10 +429,10 @@ func (g *grain[S, E, Req, Reply]) handle(parent context.Context, req Req) (reply
 		deadline = time.UnixMilli(d)
 	}
 	out, err := g.host.ExecuteBefore(ctx, req.GetCommandId(), deadline, func(s S) ([]E, error) {
-		return g.kind.Decide(s, g.ident(), req, now)
+		return g.cfg.kind.Decide(s, g.ident(), req, now)
 	})
 	if err != nil {
-		return g.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
+		return g.cfg.kind.Fail(g.ident(), messages.AsFailure(err, messages.CodeValidationFailed), g.cfg.MemberID)
 	}
-	return g.kind.Reply(g.ident(), out, g.cfg.MemberID)
+	return g.cfg.kind.Reply(g.ident(), out, g.cfg.MemberID)
 }

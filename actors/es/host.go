@@ -89,7 +89,15 @@ func NewHost[S, E any](codec *Codec[S, E], cfg Config, id string) *Host[S, E] {
 // change afterwards: a grain kind's thousands of activations need not
 // each carry a copy.
 func NewSharedHost[S, E any](codec *Codec[S, E], cfg *Config, id string) *Host[S, E] {
-	return &Host[S, E]{codec: codec, cfg: cfg, id: id, recent: recentCommands{limit: int32(cfg.RecentCommands)}}
+	h := MakeSharedHost(codec, cfg, id)
+	return &h
+}
+
+// MakeSharedHost is NewSharedHost as a value, for a grain that holds its
+// host in its own struct: one allocation per activation instead of two.
+// The host must not be copied once used.
+func MakeSharedHost[S, E any](codec *Codec[S, E], cfg *Config, id string) Host[S, E] {
+	return Host[S, E]{codec: codec, cfg: cfg, id: id, recent: recentCommands{limit: int32(cfg.RecentCommands)}}
 }
 
 // Logger is the host's logger, with its grain's attributes and stream.

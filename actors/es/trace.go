@@ -36,7 +36,7 @@ func (g *grain[S, E, Req, Reply]) endSpan(q queued[Req]) {
 		return
 	}
 	trace.SpanFromContext(q.ctx).End()
-	if g.host != nil && g.cfg.Logger.Enabled(q.ctx, slog.LevelDebug) {
+	if g.initialised() && g.cfg.Logger.Enabled(q.ctx, slog.LevelDebug) {
 		g.host.Logger().LogAttrs(q.ctx, slog.LevelDebug, "grain request answered", slog.String("command", q.req.GetCommandId()))
 	}
 }
