@@ -2,8 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -217,15 +218,25 @@ func (g *Gateway) accountRequest(c echo.Context) (*messages.AccountRequest, erro
 // commandID names the command for the grain's duplicate check. With an
 // Idempotency-Key it is derived from the caller, route and key, so a client
 // retry of the same command lands on the same id.
+//
+// Ids are 128 bits in unpadded base64url: 22 characters (23 with the "k"
+// of a keyed id, which keeps the two kinds apart) fit a 24-byte
+// allocation, where hex took 32 and 48. The grain keeps its recent ids,
+// so at 100 000 idle accounts that is 2.4 MB (issue 10).
 func commandID(c echo.Context, subject string) (string, error) {
 	sum, keyed, err := keyedSum(c, subject)
 	switch {
 	case err != nil:
 		return "", err
 	case !keyed:
-		return randomHex(16), nil
+		var b [16]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+		return base64.RawURLEncoding.EncodeToString(b[:]), nil
 	}
-	return "idem-" + hex.EncodeToString(sum[:16]), nil
+	var id [23]byte
+	id[0] = 'k'
+	base64.RawURLEncoding.Encode(id[1:], sum[:16])
+	return string(id[:]), nil
 }
 
 // keyedSum is a hash of the caller, route and Idempotency-Key of c, when
