@@ -16,18 +16,22 @@ import (
 type activation struct {
 	inner actor.Actor
 	kind  *leanKind
-	// timeout is the grain's receive timeout when the sweep keeps it (0:
-	// none); last is the sweep tick of its last message, and fired says
-	// the timeout was delivered since then: it fires once per silence and
-	// again after the next message's silence (Proto.Actor's timer fires
-	// once and is then off until set again; every grain here stops or
-	// ignores it, so the difference does not show). A grain sets its
-	// timeout while it handles Started or ClusterInit: only then does it
-	// see the activation's context.
-	timeout time.Duration
-	last    int64
-	fired   bool
+	// idle is the grain's receive timeout when the sweep keeps it, in
+	// whole sweep ticks rounded up (0: none), with idleFired set once the
+	// timeout was delivered since the last message: it fires once per
+	// silence and again after the next message's silence (Proto.Actor's
+	// timer fires once and is then off until set again; every grain here
+	// stops or ignores it, so the difference does not show). last is the
+	// low 32 bits of the sweep tick of the grain's last message: only
+	// differences count. Both 32-bit, so an idle activation is 32 bytes
+	// (issue 10). A grain sets its timeout while it handles Started or
+	// ClusterInit: only then does it see the activation's context.
+	idle uint32
+	last uint32
 }
+
+// idleFired marks activation.idle once its timeout was delivered.
+const idleFired = 1 << 31
 
 // supervising is an activation whose grain supervises its children:
 // Proto.Actor asks the actor itself first, so the activation must be one.
@@ -47,7 +51,7 @@ func newActivation(k *leanKind, inner actor.Actor) actor.Actor {
 func (a *activation) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
-		a.last = a.kind.place.tick.Load()
+		a.last = uint32(a.kind.place.tick.Load())
 		a.deliver(ctx, msg)
 		id := a.kind.identityOf(ctx.Self())
 		a.deliver(ctx, &pcluster.ClusterInit{Identity: pcluster.NewClusterIdentity(id, a.kind.name), Cluster: a.kind.place.c})
@@ -60,7 +64,7 @@ func (a *activation) Receive(ctx actor.Context) {
 		ctx.Send(pl.pid, &activationStopped{kind: a.kind, pid: ctx.Self()})
 	default:
 		if _, quiet := msg.(actor.NotInfluenceReceiveTimeout); !quiet {
-			a.last, a.fired = a.kind.place.tick.Load(), false
+			a.last, a.idle = uint32(a.kind.place.tick.Load()), a.idle&^idleFired
 		}
 		a.inner.Receive(ctx)
 	}
@@ -70,14 +74,16 @@ func (a *activation) Receive(ctx actor.Context) {
 // message for at least its timeout: a message may have come just after the
 // last tick the activation saw, so one whole sweep interval is not counted.
 func (a *activation) checkIdle(ctx actor.Context) {
-	if a.timeout <= 0 || a.fired {
+	if a.idle == 0 || a.idle&idleFired != 0 {
 		return
 	}
-	silent := time.Duration(a.kind.place.tick.Load()-a.last-1) * a.kind.place.sweepEvery
-	if silent < a.timeout {
+	// Ticks wrap at 32 bits; the difference is right for any silence
+	// shorter than 2^32 ticks, and a timeout fires long before that.
+	elapsed := uint32(a.kind.place.tick.Load()) - a.last
+	if elapsed == 0 || elapsed-1 < a.idle {
 		return
 	}
-	a.fired = true
+	a.idle |= idleFired
 	a.deliver(ctx, &actor.ReceiveTimeout{})
 }
 
@@ -107,23 +113,25 @@ func (c *grainContext) Message() any {
 // SetReceiveTimeout keeps a timeout the sweep can honour within a quarter
 // of it in the activation; a shorter one is Proto.Actor's own timer.
 func (c *grainContext) SetReceiveTimeout(d time.Duration) {
-	if d >= 4*c.a.kind.place.sweepEvery {
+	if every := c.a.kind.place.sweepEvery; d >= 4*every {
 		c.Context.CancelReceiveTimeout()
-		c.a.timeout, c.a.fired = d, false
+		c.a.idle = uint32(min((d+every-1)/every, idleFired-1))
 		return
 	}
-	c.a.timeout = 0
+	c.a.idle = 0
 	c.Context.SetReceiveTimeout(d)
 }
 
 func (c *grainContext) CancelReceiveTimeout() {
-	c.a.timeout = 0
+	c.a.idle = 0
 	c.Context.CancelReceiveTimeout()
 }
 
+// ReceiveTimeout is the timeout set, rounded up to whole sweep ticks when
+// the sweep keeps it.
 func (c *grainContext) ReceiveTimeout() time.Duration {
-	if c.a.timeout > 0 {
-		return c.a.timeout
+	if ticks := c.a.idle &^ idleFired; ticks > 0 {
+		return time.Duration(ticks) * c.a.kind.place.sweepEvery
 	}
 	return c.Context.ReceiveTimeout()
 }
