@@ -111,11 +111,17 @@ func (c *grainContext) Message() any {
 }
 
 // SetReceiveTimeout keeps a timeout the sweep can honour within a quarter
-// of it in the activation; a shorter one is Proto.Actor's own timer.
+// of it in the activation; a shorter one is Proto.Actor's own timer, and
+// so is one of 2^31-1 ticks or more (about 248 days at the shortest
+// sweep), which the activation's 32 bits cannot count.
 func (c *grainContext) SetReceiveTimeout(d time.Duration) {
-	if every := c.a.kind.place.sweepEvery; d >= 4*every {
+	if every := c.a.kind.place.sweepEvery; d >= 4*every && d/every < idleFired-1 {
 		c.Context.CancelReceiveTimeout()
-		c.a.idle = uint32(min((d+every-1)/every, idleFired-1))
+		ticks := d / every // < 2^31-1, so rounding up cannot overflow
+		if d%every != 0 {
+			ticks++
+		}
+		c.a.idle = uint32(ticks)
 		return
 	}
 	c.a.idle = 0

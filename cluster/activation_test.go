@@ -3,6 +3,7 @@ package cluster
 import (
 	"io"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -140,4 +141,29 @@ func TestActivationShortTimeoutUsesTimer(t *testing.T) {
 	expect[*actor.ReceiveTimeout](t, got)
 	system.Root.Poison(pid)
 	expect[*actor.Stopped](t, got)
+}
+
+// A timeout longer than the activation's 32 bits of ticks can count
+// ("never", or close to it) is left to Proto.Actor's timer: the sweep must
+// neither fire it early nor wrap it into a short one.
+func TestActivationHugeTimeoutNeverSwept(t *testing.T) {
+	const every = 10 * time.Millisecond
+	for _, timeout := range []time.Duration{math.MaxInt64, (1 << 31) * every} {
+		got := make(chan any, 16)
+		system, k, _ := newTestKind(t, every, func() actor.Actor { return &probeGrain{timeout: timeout, got: got} })
+		pid := system.Root.SpawnPrefix(k.props, k.prefix+"p")
+		expect[*actor.Started](t, got)
+		expect[*pcluster.ClusterInit](t, got)
+		system.Root.Send(pid, "work") // a message after the timeout was set
+		expect[string](t, got)
+		for i, tick := range []int64{1<<31 + 5, 1<<32 - 2} {
+			sweepTo(system, k, pid, tick)
+			system.Root.Send(pid, marker{i})
+			if m := expect[marker](t, got); m.n != i {
+				t.Fatalf("timeout %v: got marker %d, want %d", timeout, m.n, i)
+			}
+		}
+		system.Root.Poison(pid)
+		expect[*actor.Stopped](t, got)
+	}
 }
