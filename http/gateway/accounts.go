@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -219,10 +220,13 @@ func (g *Gateway) accountRequest(c echo.Context) (*messages.AccountRequest, erro
 // Idempotency-Key it is derived from the caller, route and key, so a client
 // retry of the same command lands on the same id.
 //
-// Ids are 128 bits in unpadded base64url: 22 characters (23 with the "k"
-// of a keyed id, which keeps the two kinds apart) fit a 24-byte
-// allocation, where hex took 32 and 48. The grain keeps its recent ids,
-// so at 100 000 idle accounts that is 2.4 MB (issue 10).
+// A keyed id keeps the form earlier builds gave it ("idem-" and 32 hex
+// digits): a retry of an attempt that got no final answer (a 504, a
+// gateway that died) is answered by the grain's duplicate check alone, and
+// during a rolling upgrade it may reach a gateway of the other build. A
+// random id needs no such care, so it is 128 bits in unpadded base64url,
+// 22 characters in a 24-byte allocation where hex took 32 (the grain keeps
+// its recent ids: issue 10). The lengths keep the two kinds apart.
 func commandID(c echo.Context, subject string) (string, error) {
 	sum, keyed, err := keyedSum(c, subject)
 	switch {
@@ -233,10 +237,7 @@ func commandID(c echo.Context, subject string) (string, error) {
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go ≥ 1.24)
 		return base64.RawURLEncoding.EncodeToString(b[:]), nil
 	}
-	var id [23]byte
-	id[0] = 'k'
-	base64.RawURLEncoding.Encode(id[1:], sum[:16])
-	return string(id[:]), nil
+	return "idem-" + hex.EncodeToString(sum[:16]), nil
 }
 
 // keyedSum is a hash of the caller, route and Idempotency-Key of c, when
