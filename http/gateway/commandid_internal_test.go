@@ -10,8 +10,9 @@ import (
 
 // A keyed command id is what dedupes a retry whose first attempt got no
 // final answer, possibly on a gateway of another build: it must not
-// change between builds. The golden value is what the builds before
-// December 2026 derived for this caller, route and key.
+// change between builds. The golden value is what the builds up to
+// 4 December 2026 derived for this caller, route and key (one build
+// derived another form; see git log).
 func TestKeyedCommandIDIsStableAcrossBuilds(t *testing.T) {
 	e := echo.New()
 	req := httptest.NewRequest(http.MethodPost, "/api/v1/accounts/acc_1/deposits", nil)
